@@ -1,0 +1,7 @@
+"""dlprobe: a lab for the empirical study of why deep learning works."""
+
+__version__ = "0.1.0"
+
+
+class DlprobeError(ValueError):
+    """Bad input from a user: the message says what was wrong and what is allowed."""
