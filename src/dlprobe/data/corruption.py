@@ -31,7 +31,9 @@ def corrupt_labels(data: Dataset, fraction: float, seed: int, mode: str = "unifo
     if not 0.0 <= fraction <= 1.0:
         raise DlprobeError(f"label-noise fraction must be in [0, 1], got {fraction}")
     if mode not in CORRUPTION_MODES:
-        raise DlprobeError(f"unknown corruption mode {mode!r}; valid: {', '.join(CORRUPTION_MODES)}")
+        raise DlprobeError(
+            f"unknown corruption mode {mode!r}; valid: {', '.join(CORRUPTION_MODES)}"
+        )
     g = torch.Generator().manual_seed(seed)
     n = data.n_train
     chosen = torch.randperm(n, generator=g)[: round(fraction * n)]

@@ -1,0 +1,40 @@
+"""Training of one model or a population of models; returns history records.
+
+from dlprobe.data import load_dataset
+from dlprobe.models import MLP
+from dlprobe.train import Population, TrainConfig, train_population
+
+data = load_dataset("mnist1d")
+pop = Population(lambda: MLP([40, 64, 64, 10], "relu"), seeds=range(8))
+history = train_population(pop, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=20))
+history.final("test_accuracy")        # one value per model
+"""
+
+from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save
+from dlprobe.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_factor, make_optimizer
+from dlprobe.train.history import History
+from dlprobe.train.plain import train_plain
+from dlprobe.train.population import Population
+from dlprobe.train.trainer import (
+    default_loss,
+    evaluate_population,
+    full_batch_grad_norms,
+    train_population,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Checkpoint",
+    "History",
+    "Population",
+    "TrainConfig",
+    "atomic_torch_save",
+    "default_loss",
+    "evaluate_population",
+    "full_batch_grad_norms",
+    "lr_factor",
+    "make_optimizer",
+    "train_plain",
+    "train_population",
+]

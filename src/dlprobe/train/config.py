@@ -1,0 +1,112 @@
+"""How to train: optimizer, learning rate and schedule, batches, what to record."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from dlprobe import DlprobeError
+
+OPTIMIZERS = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "nadam",
+    "adamax",
+    "adamw",
+)
+SCHEDULES = ("constant", "step", "cosine")
+OBJECTIVES = ("loss", "grad_norm_sq")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"  # one of OPTIMIZERS
+    lr: float = 1e-3  # peak learning rate
+    epochs: int = 100  # passes over the training set
+    batch_size: int = 64  # examples per step; 0 means the whole training set
+    momentum: float = 0.9  # for momentum, nesterov and rmsprop
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    schedule: str = "constant"  # learning-rate decay: constant, step or cosine
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to lr, in epochs
+    step_every_epochs: int = 30  # for schedule=step: epochs between decays
+    step_gamma: float = 0.1  # for schedule=step: factor per decay
+    objective: str = "loss"  # "loss", or "grad_norm_sq" (squared gradient norm of the loss)
+    stop_below_grad_norm: float = (
+        0.0  # freeze a model once its full-batch gradient norm is below this
+    )
+    eval_every_epochs: int = 1  # full train/test evaluation period, in epochs
+    record_steps: bool = False  # record per-step loss and gradient norm of every model
+    snapshot_every_epochs: int = 0  # keep flat parameters every n epochs (0: none)
+
+    def validate(self, n_train: int) -> None:
+        """Raise DlprobeError for impossible values, before any training starts."""
+        if self.optimizer not in OPTIMIZERS:
+            raise DlprobeError(
+                f"unknown optimizer {self.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise DlprobeError(
+                f"unknown schedule {self.schedule!r}; valid names: {', '.join(SCHEDULES)}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise DlprobeError(
+                f"unknown objective {self.objective!r}; valid names: {', '.join(OBJECTIVES)}"
+            )
+        if self.epochs <= 0:
+            raise DlprobeError(f"epochs must be > 0, got {self.epochs}")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise DlprobeError(f"lr must be a positive number, got {self.lr}")
+        if self.batch_size < 0 or self.batch_size > n_train:
+            raise DlprobeError(
+                f"batch_size must be in [1, {n_train}] (the training set size) or 0 for "
+                f"full batch, got {self.batch_size}"
+            )
+        for name in ("eval_every_epochs",):
+            if getattr(self, name) <= 0:
+                raise DlprobeError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.snapshot_every_epochs < 0 or self.warmup_epochs < 0:
+            raise DlprobeError("snapshot_every_epochs and warmup_epochs must be >= 0")
+
+    def batch_size_for(self, n_train: int) -> int:
+        return n_train if self.batch_size == 0 else self.batch_size
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        return math.ceil(n_train / self.batch_size_for(n_train))
+
+
+def make_optimizer(params: list[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """An element-wise torch.optim optimizer: over stacked tensors it is K independent ones."""
+    o, lr, wd, m = cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum
+    if o == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if o in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=m, nesterov=o == "nesterov", weight_decay=wd)
+    if o == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=0.0, weight_decay=wd)
+    cls = {
+        "adagrad": torch.optim.Adagrad,
+        "adam": torch.optim.Adam,
+        "nadam": torch.optim.NAdam,
+        "adamax": torch.optim.Adamax,
+        "adamw": torch.optim.AdamW,
+    }[o]
+    return cls(params, lr=lr, weight_decay=wd)
+
+
+def lr_factor(cfg: TrainConfig, epoch: float) -> float:
+    """Multiplier of ``cfg.lr`` at a (fractional) epoch: warm-up, then the decay schedule."""
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        return (epoch + 1e-12) / cfg.warmup_epochs
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** int(epoch // cfg.step_every_epochs)
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-12)
+        t = min(max((epoch - cfg.warmup_epochs) / span, 0.0), 1.0)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0

@@ -1,0 +1,167 @@
+"""K models of one architecture trained in lockstep.
+
+Parameters of the K models are stacked along a leading axis and the forward pass is one
+``vmap`` over models (``torch.func.functional_call``). The training objective is the SUM
+of the K per-model losses, so each stacked slice receives exactly its own model's
+gradient, and element-wise optimizers over the stacked tensors are K independent
+optimizers. Models with BatchNorm running statistics cannot be vmapped; they are kept
+as K separate modules behind the same interface.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from dlprobe import DlprobeError
+
+
+def _needs_loop(model: nn.Module) -> bool:
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        for m in model.modules()
+    )
+
+
+class Population:
+    """K models built by ``factory`` under ``torch.manual_seed(seed)`` for each seed."""
+
+    def __init__(
+        self,
+        factory: Callable[[], nn.Module],
+        seeds: Sequence[int],
+        device: torch.device | str = "cpu",
+    ):
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise DlprobeError("a population needs at least one seed")
+        models = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            models.append(factory().to(device))
+        self._init_from_models(models, seeds)
+
+    @classmethod
+    def from_models(cls, models: Sequence[nn.Module], seeds: Sequence[int] | None = None):
+        """A population holding copies of existing models of one architecture."""
+        pop = cls.__new__(cls)
+        seeds = list(range(len(models))) if seeds is None else [int(s) for s in seeds]
+        pop._init_from_models([copy.deepcopy(m) for m in models], seeds)
+        return pop
+
+    def _init_from_models(self, models: list[nn.Module], seeds: list[int]) -> None:
+        shapes = [tuple((n, p.shape) for n, p in m.named_parameters()) for m in models]
+        if any(s != shapes[0] for s in shapes):
+            raise DlprobeError("all models of a population must have the same architecture")
+        self.seeds = seeds
+        self.batched = not _needs_loop(models[0])
+        self.template = copy.deepcopy(models[0])  # rebuilds standalone models
+        if self.batched:
+            params, buffers = stack_module_state(models)
+            self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+            self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
+            self.base = copy.deepcopy(models[0]).to("meta")
+        else:
+            self.models = models
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def device(self) -> torch.device:
+        return self.parameters()[0].device
+
+    def parameters(self) -> list[torch.Tensor]:
+        if self.batched:
+            return list(self.params.values())
+        return [p for m in self.models for p in m.parameters()]
+
+    def per_model_parameters(self) -> list[list[torch.Tensor]]:
+        """For each model, views of its parameter tensors (slices of the stacked ones)."""
+        if self.batched:
+            return [[p[k] for p in self.params.values()] for k in range(self.size)]
+        return [list(m.parameters()) for m in self.models]
+
+    def train(self, mode: bool = True) -> None:
+        for m in [self.base] if self.batched else self.models:
+            m.train(mode)
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Outputs (K, B, out) for inputs (K, B, ...) or, with ``shared``, (B, ...)."""
+        if self.batched:
+
+            def f(params, buffers, xb):
+                return functional_call(self.base, (params, buffers), (xb,))
+
+            in_x = None if shared else 0
+            return vmap(f, in_dims=(0, 0, in_x), randomness="different")(
+                self.params, self.buffers, x
+            )
+        return torch.stack([m(x if shared else x[k]) for k, m in enumerate(self.models)])
+
+    @torch.no_grad()
+    def flat_params(self) -> torch.Tensor:
+        """(K, P) all trainable parameters of every model, in ``named_parameters`` order."""
+        return torch.stack(
+            [torch.cat([p.reshape(-1) for p in ps]) for ps in self.per_model_parameters()]
+        )
+
+    def per_model_grads(self) -> list[list[torch.Tensor]]:
+        """For each model, views of the ``.grad`` of its parameters (missing ones skipped)."""
+        if self.batched:
+            grads = [p.grad for p in self.params.values() if p.grad is not None]
+            return [[g[k] for g in grads] for k in range(self.size)]
+        return [[p.grad for p in m.parameters() if p.grad is not None] for m in self.models]
+
+    @torch.no_grad()
+    def grad_norms(self) -> torch.Tensor:
+        """(K,) 2-norm of each model's current ``.grad`` over all its parameters."""
+        if self.batched:
+            sq = torch.zeros(self.size, device=self.device)
+            for p in self.params.values():
+                if p.grad is not None:
+                    sq += (p.grad.reshape(self.size, -1) ** 2).sum(1)
+            return sq.sqrt()
+        zero = torch.zeros((), device=self.device)
+        return torch.stack(
+            [sum(((g**2).sum() for g in gs), zero) for gs in self.per_model_grads()]
+        ).sqrt()
+
+    def model(self, k: int) -> nn.Module:
+        """A standalone copy of model k (a normal nn.Module, safe to modify)."""
+        if not 0 <= k < self.size:
+            raise DlprobeError(f"model index must be in [0, {self.size}), got {k}")
+        if not self.batched:
+            return copy.deepcopy(self.models[k])
+        m = copy.deepcopy(self.template)
+        state = {n: p[k].detach().clone() for n, p in self.params.items()}
+        state.update({n: b[k].clone() for n, b in self.buffers.items()})
+        m.load_state_dict(state)
+        return m
+
+    def models_list(self) -> list[nn.Module]:
+        return [self.model(k) for k in range(self.size)]
+
+    def state(self) -> dict:
+        if self.batched:
+            return {
+                "params": {n: p.detach().clone() for n, p in self.params.items()},
+                "buffers": {n: b.clone() for n, b in self.buffers.items()},
+            }
+        return {"models": [copy.deepcopy(m.state_dict()) for m in self.models]}
+
+    @torch.no_grad()
+    def load_state(self, state: dict) -> None:
+        if self.batched:
+            for n, p in self.params.items():
+                p.copy_(state["params"][n])
+            for n, b in self.buffers.items():
+                b.copy_(state["buffers"][n])
+        else:
+            for m, s in zip(self.models, state["models"], strict=True):
+                m.load_state_dict(s)
