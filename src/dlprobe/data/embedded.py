@@ -41,7 +41,7 @@ def load_mnist1d(cache_dir: Path) -> Dataset:
 
 
 def load_digits(split_seed: int = 0, test_fraction: float = 0.25) -> Dataset:
-    """scikit-learn's 1797 8x8 handwritten digits, a seeded stratified split; inputs (n, 1, 8, 8)."""
+    """scikit-learn's 1797 8x8 digits, a seeded stratified split; inputs (n, 1, 8, 8)."""
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
