@@ -1,0 +1,188 @@
+"""Linear regions of a ReLU network on the plane through three inputs (Novak et al. 2018).
+
+A ReLU network is affine on each set of inputs that share one activation pattern (which
+hidden units are on). Given the pattern every pre-activation is affine in the input, so
+each such set is a convex polytope. We sample a grid on the 2-D plane through three
+inputs, record every grid point's pattern over all ReLU/LeakyReLU units, and number the
+distinct patterns: points with the same id lie in the same linear region.
+
+The plane has origin x1 and the orthonormal basis (e1, e2) obtained by Gram-Schmidt from
+(x2 - x1, x3 - x1); plane coordinates (u, v) stand for ``x1 + u e1 + v e2``. The grid
+covers the bounding box of the three anchors in these coordinates, pushed out on every
+side by ``extent`` times the box's longer side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlprobe import DlprobeError
+from dlprobe.measure._functional import check_data, eval_mode
+
+# Units whose on/off state defines the pattern; the sign of their input is recorded.
+PATTERN_UNITS = (nn.ReLU, nn.LeakyReLU)
+# Affine in eval mode: they add no region boundaries.
+AFFINE = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+)
+GRID_CHUNK = 16384  # grid points per forward pass
+
+
+@dataclass(frozen=True)
+class LinearRegions:
+    """Region ids on a grid of the plane through three inputs.
+
+    ``region_ids[i, j]`` is the id of the point with plane coordinates
+    ``(grid_coords[0][j], grid_coords[1][i])`` (rows are v, as for
+    ``imshow(origin="lower")``); ids are numbered 0, 1, ... in order of first occurrence
+    in row-major order. ``anchor_coords`` (3, 2) are (u, v) of x1, x2, x3.
+    """
+
+    grid_coords: tuple[np.ndarray, np.ndarray]
+    region_ids: np.ndarray
+    n_regions: int
+    anchor_coords: np.ndarray
+
+
+def _check_piecewise_linear(model: nn.Module) -> list[nn.Module]:
+    units = []
+    for name, m in model.named_modules():
+        if isinstance(m, PATTERN_UNITS):
+            units.append(m)
+        elif not list(m.children()) and not isinstance(m, AFFINE):
+            raise DlprobeError(
+                f"linear regions need a network of affine layers and ReLU/LeakyReLU "
+                f"activations; module {name!r} is {type(m).__name__}"
+            )
+    if not units:
+        raise DlprobeError("the model has no ReLU/LeakyReLU unit, so it has one linear region")
+    return units
+
+
+def _plane(x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor):
+    """Orthonormal in-plane basis (2, D) by Gram-Schmidt, and the anchors' (u, v) (3, 2)."""
+    if not all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in (x1, x2, x3)):
+        raise DlprobeError("x1, x2, x3 must be floating-point torch.Tensors (single inputs)")
+    if not (x1.shape == x2.shape == x3.shape):
+        raise DlprobeError(
+            f"x1, x2, x3 must have the same shape, got {tuple(x1.shape)}, {tuple(x2.shape)}, "
+            f"{tuple(x3.shape)}"
+        )
+    a = (x2 - x1).reshape(-1).to(torch.float64)  # (D,)
+    b = (x3 - x1).reshape(-1).to(torch.float64)
+    if a.norm() == 0:
+        raise DlprobeError("x1 and x2 are the same point; they cannot span a plane")
+    e1 = a / a.norm()
+    b_perp = b - (b @ e1) * e1
+    if b_perp.norm() <= 1e-9 * max(a.norm().item(), b.norm().item()):
+        raise DlprobeError("x1, x2, x3 are collinear; they do not span a plane")
+    e2 = b_perp / b_perp.norm()
+    basis = torch.stack([e1, e2])  # (2, D)
+    anchors = torch.stack([torch.zeros(2, dtype=torch.float64), basis @ a, basis @ b])
+    return basis, anchors.cpu().numpy()
+
+
+def linear_regions(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    x3: torch.Tensor,
+    resolution: int = 200,
+    extent: float = 0.5,
+) -> LinearRegions:
+    """Number the linear regions of a ReLU network on the plane through x1, x2, x3.
+
+    Args:
+        model: a network of affine layers (Linear, Conv, BatchNorm in eval mode, ...)
+            and ReLU/LeakyReLU activations; evaluated in eval mode, left untouched.
+        x1, x2, x3: three single inputs (no batch axis), same shape, not collinear,
+            on the model's device.
+        resolution: grid points per axis.
+        extent: margin around the anchors' bounding box, as a fraction of its longer side.
+
+    Returns:
+        ``LinearRegions``.
+    """
+    units = _check_piecewise_linear(model)
+    if resolution < 2:
+        raise DlprobeError(f"resolution must be >= 2, got {resolution}")
+    if extent < 0:
+        raise DlprobeError(f"extent must be >= 0, got {extent}")
+    basis, anchors = _plane(x1, x2, x3)
+    check_data(model, x1.unsqueeze(0))
+    lo, hi = anchors.min(axis=0), anchors.max(axis=0)
+    pad = extent * (hi - lo).max()
+    u = np.linspace(lo[0] - pad, hi[0] + pad, resolution)
+    v = np.linspace(lo[1] - pad, hi[1] + pad, resolution)
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    uv = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1), device=x1.device)  # (N, 2)
+    origin = x1.reshape(-1).to(torch.float64)
+
+    signs: list[torch.Tensor] = []
+
+    def record(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
+        pre = inputs[0]  # pre-activation (n, ...); an in-place ReLU leaves the same signs
+        signs.append(pre.reshape(len(pre), -1) > 0)  # (n, units of this layer)
+
+    hooks = [m.register_forward_hook(record) for m in units]
+    patterns = []
+    try:
+        with eval_mode(model), torch.no_grad():
+            for chunk in uv.split(GRID_CHUNK):
+                points = origin + chunk @ basis  # (n, D)
+                model(points.to(x1.dtype).reshape(len(chunk), *x1.shape))
+                patterns.append(torch.cat(signs, dim=1).cpu().numpy())  # (n, units)
+                signs.clear()
+    finally:
+        for h in hooks:
+            h.remove()
+    packed = np.packbits(np.concatenate(patterns), axis=1)  # (N, bytes)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    # np.unique numbers patterns in sorted order; renumber by first occurrence.
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    ids = rank[inverse.reshape(-1)].reshape(resolution, resolution)
+    return LinearRegions((u, v), ids, len(first), anchors)
+
+
+def region_sizes(regions: LinearRegions) -> np.ndarray:
+    """Number of grid points in each region, indexed by region id (n_regions,)."""
+    return np.bincount(regions.region_ids.ravel(), minlength=regions.n_regions)
+
+
+def mean_region_size_near_anchors(regions: LinearRegions, radius: float) -> tuple[float, float]:
+    """Mean size (grid points) of the region containing each grid point, near vs. far.
+
+    Averages, over the grid points within ``radius`` (plane units) of any anchor, the
+    size of the region each lies in; then the same over all other grid points. NaN for
+    an empty group.
+
+    Returns:
+        ``(near, elsewhere)``.
+    """
+    if radius <= 0:
+        raise DlprobeError(f"radius must be > 0, got {radius}")
+    u, v = regions.grid_coords
+    vv, uu = np.meshgrid(v, u, indexing="ij")  # (res, res) each, rows are v
+    grid = np.stack([uu, vv], axis=-1)  # (res, res, 2)
+    dist = np.linalg.norm(grid[:, :, None, :] - regions.anchor_coords, axis=-1).min(axis=-1)
+    size_at = region_sizes(regions)[regions.region_ids]  # (res, res)
+    near = dist <= radius
+    return (
+        float(size_at[near].mean()) if near.any() else float("nan"),
+        float(size_at[~near].mean()) if (~near).any() else float("nan"),
+    )

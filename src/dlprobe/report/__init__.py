@@ -1,0 +1,1 @@
+"""Figures to files and self-contained HTML reports of one run or a suite."""
