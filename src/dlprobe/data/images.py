@@ -53,7 +53,9 @@ def missing_files_message(name: str, data_dir: Path) -> str:
     return (
         f"{name} is not in {folder} and could not be downloaded (no network?). "
         f"Put these files there: {files}. Fetch them on a machine with internet from "
-        f"{spec['url']}, or run `dlprobe datasets` there with the same --data-dir and copy it."
+        f"{spec['url']}, or let torchvision download them there "
+        f"(torchvision.datasets.{spec['class']}(ROOT, download=True)) and copy ROOT/"
+        f"{spec['folder'].split('/')[0]} into {data_dir}."
     )
 
 

@@ -1,0 +1,59 @@
+"""Running an experiment's smoke profile through the CLI, and checking its run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlprobe.cli import main
+
+
+def run_smoke(experiment_id: str, tmp_path: Path, *extra: str) -> Path:
+    """``dlprobe run ID --profile smoke`` in-process; returns the run folder."""
+    out = tmp_path / experiment_id
+    rc = main(
+        [
+            "run",
+            experiment_id,
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+    assert rc == 0, f"dlprobe run {experiment_id} exited {rc}"
+    return out
+
+
+def load_results(run: Path) -> dict:
+    return json.loads((run / "results.json").read_text())["results"]
+
+
+def assert_complete_run(run: Path, figures: list[str]) -> None:
+    """The run folder holds every promised file, figure and report entry."""
+    for name in ("config.json", "results.json", "summary.json", "report.html", "log.txt"):
+        assert (run / name).is_file(), f"missing {name}"
+    for name in figures:
+        png = run / "figures" / f"{name}.png"
+        assert png.is_file() and png.stat().st_size > 2000, f"figure {name} missing or empty"
+    html = (run / "report.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') >= len(figures)
+    config = json.loads((run / "config.json").read_text())
+    assert {"experiment", "profile", "config", "device", "environment"} <= set(config)
+
+
+def assert_redraws(run: Path) -> None:
+    """`dlprobe report RUN` rebuilds figures and report from results.json alone."""
+    figures = sorted(p.name for p in (run / "figures").glob("*.png"))
+    for p in (run / "figures").glob("*.png"):
+        p.unlink()
+    (run / "report.html").unlink()
+    for p in (run / "checkpoints").glob("*"):  # no training state may be needed
+        p.unlink()
+    assert main(["report", str(run)]) == 0
+    assert sorted(p.name for p in (run / "figures").glob("*.png")) == figures
+    assert (run / "report.html").is_file()
