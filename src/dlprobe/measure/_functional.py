@@ -122,7 +122,7 @@ def hessian_operator(
     """
     f = flat_loss_fn(model, loss_fn, x, y, dtype)
     theta = flat_params(model, dtype)
-    grad_f = torch.func.grad(f)
+    grad_f = torch.func.jacrev(f)  # torch.func.grad + jvp fails on F.mse_loss (torch 2.14)
 
     def matvec(v: np.ndarray) -> np.ndarray:
         vt = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dtype, device=theta.device)
