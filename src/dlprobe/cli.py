@@ -45,7 +45,7 @@ def cmd_list(_args) -> int:
 
     t = Table(title="dlprobe experiments")
     for col in ("id", "item", "title", "default data", "quick (min)"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col != "title")
     for exp in registry().values():
         t.add_row(exp.id, exp.homework, exp.title, exp.default_dataset, f"{exp.quick_minutes:g}")
     Console().print(t)
@@ -140,7 +140,10 @@ def cmd_run(argv: list[str]) -> int:
         print(f"{exp.id} ({exp.homework}): {exp.title}\n{exp.question}\n")
         print(COMMON_HELP)
         print("settings of this experiment (defaults of the chosen profile):")
-        _resolve_config(exp, ns, [*rest, "--help"])
+        try:
+            _resolve_config(exp, ns, [*rest, "--help"])
+        except SystemExit:  # tyro exits after printing the help
+            pass
         return 0
     if ns.data_dir:
         import os

@@ -1,0 +1,134 @@
+"""``dlprobe bench``: population training against one-by-one training, and Hessian speed.
+
+Trains K identical small MLPs on mnist1d for the same number of optimizer steps, first
+one after another in a plain PyTorch loop (``train_plain``), then as one population,
+and prints model-steps per second, the speedup, and the achieved FLOP/s against a
+matmul peak measured on the same machine in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from dlprobe.data import load_dataset
+from dlprobe.models import MLP, count_params
+from dlprobe.runs import environment, write_json
+from dlprobe.train import Population, TrainConfig, train_plain, train_population
+
+WIDTHS = [40, 32, 32, 10]  # the benchmarked model: MLP 40-32-32-10 (about 2.7k parameters)
+BATCH = 32
+
+
+def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of float32 n x n matrix products on this machine (best of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def flops_per_model_step(params: int, batch: int) -> float:
+    """Forward (2 per weight per example) plus backward (4): the usual 6·P·B estimate."""
+    return 6.0 * params * batch
+
+
+def bench_training(sizes: list[int], steps: int) -> list[dict]:
+    data = load_dataset("mnist1d").subset_train(steps * BATCH, seed=0)
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=BATCH)
+    params = count_params(MLP(WIDTHS))
+    rows = []
+    for k in sizes:
+        seeds = list(range(k))
+        t0 = time.perf_counter()
+        for seed in seeds:
+            torch.manual_seed(seed)
+            train_plain(MLP(WIDTHS), data, cfg, seed)
+        one_by_one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pop = Population(lambda: MLP(WIDTHS), seeds)
+        train_population(pop, data, cfg)  # includes one evaluation of all models
+        population = time.perf_counter() - t0
+        model_steps = k * steps
+        rows.append(
+            {
+                "K": k,
+                "steps": steps,
+                "one_by_one_model_steps_per_s": model_steps / one_by_one,
+                "population_model_steps_per_s": model_steps / population,
+                "speedup": one_by_one / population,
+                "population_flops": model_steps * flops_per_model_step(params, BATCH) / population,
+            }
+        )
+    return rows
+
+
+def bench_hessians(n_models: int = 100) -> dict:
+    """Exact Hessians and spectra of 100 MLPs 1-10-10-1 (141 parameters) on 64 points."""
+    from dlprobe.data import function_dataset
+    from dlprobe.measure.hessian import population_hessian_eigenvalues
+
+    data = function_dataset("sine", 64)
+    pop = Population(lambda: MLP([1, 10, 10, 1], "tanh"), range(n_models))
+    t0 = time.perf_counter()
+    eigs = population_hessian_eigenvalues(
+        pop.base, pop.params, torch.nn.functional.mse_loss, data.x_train, data.y_train
+    )
+    seconds = time.perf_counter() - t0
+    return {"models": n_models, "parameters": int(eigs.shape[1]), "seconds": seconds}
+
+
+def run_bench(sizes: list[int], steps: int, out: Path) -> dict:
+    console = Console()
+    console.print(
+        f"dlprobe bench: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, "
+        f"{steps} Adam steps per model, torch threads {torch.get_num_threads()}"
+    )
+    peak = matmul_peak_flops()
+    rows = bench_training(sizes, steps)
+    hess = bench_hessians()
+    table = Table(title="population vs one-by-one (same steps per model)")
+    for col in (
+        "K",
+        "one-by-one model-steps/s",
+        "population model-steps/s",
+        "speedup",
+        "population GFLOP/s",
+        "% of matmul peak",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["K"]),
+            f"{r['one_by_one_model_steps_per_s']:.0f}",
+            f"{r['population_model_steps_per_s']:.0f}",
+            f"{r['speedup']:.1f}x",
+            f"{r['population_flops'] / 1e9:.2f}",
+            f"{100 * r['population_flops'] / peak:.1f}%",
+        )
+    console.print(table)
+    console.print(f"matmul peak (float32 1024x1024): {peak / 1e9:.1f} GFLOP/s")
+    console.print(
+        f"exact Hessians + eigenvalues, {hess['models']} models x "
+        f"{hess['parameters']} parameters: {hess['seconds']:.2f} s"
+    )
+    result = {
+        "training": rows,
+        "matmul_peak_flops": peak,
+        "hessians": hess,
+        "model": WIDTHS,
+        "batch": BATCH,
+        "environment": environment(),
+    }
+    write_json(out, result)
+    console.print(f"written: {out}")
+    return json.loads(Path(out).read_text())

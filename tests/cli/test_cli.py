@@ -1,0 +1,133 @@
+"""The command line as a user meets it: listings, bad input, run folders, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dlprobe.cli import main
+
+
+def dlprobe(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DLPROBE_NO_PROGRESS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "dlprobe.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+def test_list_shows_every_experiment_with_its_homework_item(capsys):
+    from dlprobe.experiments.base import registry
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for exp in registry().values():
+        assert exp.id in out and exp.homework in out
+
+
+def test_datasets_lists_embedded_and_downloadable(capsys, tmp_path):
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("mnist1d", "digits", "mnist", "fashion-mnist", "cifar10", "sinc"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "no-such-experiment"], "valid ids: simulate-function"),
+        (["run", "simulate-function", "--functions", "nope"], "valid names: sinc"),
+        (["run", "simulate-function", "--activation", "swish"], "valid names: relu"),
+        (["run", "simulate-function", "--optimizer", "adamx"], "valid names: sgd"),
+        (["run", "simulate-function", "--epochs", "0"], "epochs must be > 0"),
+        (["run", "simulate-function", "--batch-size", "5000"], "batch_size must be <= n_points"),
+        (["run", "simulate-function", "--depths", "30", "--param-budget", "40"], "too small"),
+        (["run", "simulate-function", "--device", "tpu"], "valid: auto, cpu, cuda"),
+        (["run", "simulate-function", "--dataset", "mnist"], "takes no --dataset"),
+        (["report", "/nonexistent/run"], "not a finished dlprobe run folder"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
+    result = dlprobe(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists(), "nothing may be trained or written"
+
+
+def test_unknown_config_field_is_rejected(tmp_path):
+    result = dlprobe("run", "simulate-function", "--epochz", "3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "epochz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_help_lists_config_fields_with_their_comments(capsys):
+    assert main(["run", "simulate-function", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--param-budget" in out and "matched within 2%" in out and "--profile" in out
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = dlprobe("run", "simulate-function", "--profile", "smoke", "--out", str(out))
+    assert result.returncode == 2 and "--resume" in result.stderr
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def _results(run: Path) -> dict:
+    return json.loads((run / "results.json").read_text())["results"]
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path):
+    """A real `dlprobe run` is killed after its first checkpoint, resumed, and compared."""
+    args = [
+        "run",
+        "simulate-function",
+        "--profile",
+        "smoke",
+        "--epochs",
+        "1500",
+        "--eval-every-epochs",
+        "50",
+        "--device",
+        "cpu",
+    ]
+    reference = tmp_path / "reference"
+    assert dlprobe(*args, "--out", str(reference)).returncode == 0
+
+    interrupted = tmp_path / "interrupted"
+    env = {**os.environ, "DLPROBE_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlprobe.cli", *args, "--out", str(interrupted)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        partial = [p for p in (interrupted / "checkpoints").glob("*.pt") if ".done" not in p.name]
+        if partial:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (interrupted / "results.json").exists()
+
+    resumed = dlprobe("run", "simulate-function", "--resume", "--out", str(interrupted))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _results(interrupted) == _results(reference)
+    config = json.loads((interrupted / "config.json").read_text())
+    assert config["config"]["epochs"] == 1500
