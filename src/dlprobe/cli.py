@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -140,10 +141,8 @@ def cmd_run(argv: list[str]) -> int:
         print(f"{exp.id} ({exp.homework}): {exp.title}\n{exp.question}\n")
         print(COMMON_HELP)
         print("settings of this experiment (defaults of the chosen profile):")
-        try:
+        with contextlib.suppress(SystemExit):  # tyro exits after printing the help
             _resolve_config(exp, ns, [*rest, "--help"])
-        except SystemExit:  # tyro exits after printing the help
-            pass
         return 0
     if ns.data_dir:
         import os
