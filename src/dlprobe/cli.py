@@ -38,8 +38,15 @@ def _run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_list(_args) -> int:
+def _console():
+    """A rich console; wide when the output is a pipe or a file, so tables do not fold."""
     from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def cmd_list(_args) -> int:
     from rich.table import Table
 
     from dlprobe.experiments.base import registry
@@ -49,13 +56,12 @@ def cmd_list(_args) -> int:
         t.add_column(col, no_wrap=col != "title")
     for exp in registry().values():
         t.add_row(exp.id, exp.homework, exp.title, exp.default_dataset, f"{exp.quick_minutes:g}")
-    Console().print(t)
+    _console().print(t)
     print("Run one with `dlprobe run ID`; `dlprobe run ID --help` lists its settings.")
     return 0
 
 
 def cmd_datasets(args) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from dlprobe.data import FUNCTIONS, dataset_status
@@ -71,7 +77,7 @@ def cmd_datasets(args) -> int:
             r["where"],
             r["description"],
         )
-    Console().print(t)
+    _console().print(t)
     print("1-D functions:", ", ".join(f"{n} ({f.formula})" for n, f in FUNCTIONS.items()))
     return 0
 

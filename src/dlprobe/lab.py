@@ -98,15 +98,16 @@ def finalize(path: Path) -> tuple[dict, list[str]]:
     """From results.json alone: figures/*.png, summary.json and report.html."""
     path = Path(path)
     exp, info, saved = load_run(path)
-    results = saved["results"]
-    config = config_from_dict(exp.config_cls, info["config"])
     t0 = time.perf_counter()
-    pngs = {name: figure_png(fig) for name, fig in exp.figures(results).items()}
+    pngs = {name: figure_png(fig) for name, fig in exp.figures(saved["results"]).items()}
     close_all()
+    for old in (path / "figures").glob("*.png"):
+        if old.stem not in pngs:
+            old.unlink()
     for name, png in pngs.items():
         write_bytes(path / "figures" / f"{name}.png", png)
-    summary = exp.summarize(results)
-    observations = exp.observations(results)
+    summary = exp.summarize(saved["results"])
+    observations = exp.observations(saved["results"])
     timings = {"run_seconds": saved.get("run_seconds"), "figure_seconds": time.perf_counter() - t0}
     write_json(
         path / "summary.json",
@@ -115,35 +116,46 @@ def finalize(path: Path) -> tuple[dict, list[str]]:
             "profile": info["profile"],
             "summary": summary,
             "observations": observations,
+            "figures": list(pngs),
             "timings": timings,
         },
     )
-    section = experiment_section(
-        exp,
-        info,
-        summary,
-        observations,
-        pngs,
-        exp.settings(config, results),
-        results_link="results.json",
-    )
-    env = info["environment"]
-    footer = table(
-        [
-            ("profile", info["profile"]),
-            ("device", info["device"]),
-            ("run time", f"{timings['run_seconds']:.1f} s"),
-            ("created", info["created"]),
-            ("command", " ".join(info.get("command", []))),
-            *((k, v) for k, v in env.items()),
-        ],
-        header=["environment", ""],
-    )
     body = (
-        f"<h1>dlprobe · {esc(exp.title)}</h1>{section}"
-        f"<h2 id='environment'>Environment and timings</h2>{footer}"
+        f"<h1>dlprobe · {esc(exp.title)}</h1>{run_section(path)}"
+        f"<h2 id='environment'>Environment and timings</h2>{environment_table(info, timings)}"
         f"<p class='muted'>Reproduce with <code>dlprobe run {esc(exp.id)} --config "
         f"config.json</code>; redraw with <code>dlprobe report {esc(path.name)}</code>.</p>"
     )
     write_bytes(path / "report.html", page(f"dlprobe {exp.id}", body).encode())
     return summary, observations
+
+
+def run_section(path: Path, heading: str = "h2", link_prefix: str = "") -> str:
+    """The report section of a finished run folder, from its saved files and figures."""
+    path = Path(path)
+    exp, info, saved = load_run(path)
+    summary = read_json(path / "summary.json")
+    config = config_from_dict(exp.config_cls, info["config"])
+    pngs = {name: (path / "figures" / f"{name}.png").read_bytes() for name in summary["figures"]}
+    return experiment_section(
+        exp,
+        info,
+        summary["summary"],
+        summary["observations"],
+        pngs,
+        exp.settings(config, saved["results"]),
+        heading=heading,
+        results_link=f"{link_prefix}results.json",
+    )
+
+
+def environment_table(info: dict, timings: dict) -> str:
+    rows = [
+        ("profile", info["profile"]),
+        ("device", info["device"]),
+        ("run time", f"{timings['run_seconds']:.1f} s" if timings.get("run_seconds") else "-"),
+        ("created", info["created"]),
+        ("command", " ".join(info.get("command", []))),
+        *info["environment"].items(),
+    ]
+    return table(rows, header=["environment", ""])
