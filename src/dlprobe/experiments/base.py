@@ -58,7 +58,11 @@ class Experiment:
     @property
     def default_dataset(self) -> str:
         cfg = self.profiles["quick"]
-        return getattr(cfg, "dataset", None) or getattr(cfg, "functions", ("-",))[0]
+        return (
+            getattr(cfg, "dataset", None)
+            or getattr(cfg, "function", None)
+            or getattr(cfg, "functions", ("-",))[0]
+        )
 
     def config(self, profile: str = "quick", **overrides):
         """The profile's config with ``overrides`` (unknown names are errors)."""
