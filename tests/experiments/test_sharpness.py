@@ -1,0 +1,94 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+
+from dlprobe.experiments.base import config_from_dict
+from dlprobe.experiments.sensitivity import load_classification
+from dlprobe.experiments.sharpness import MEASURES, PROFILES, Config
+from dlprobe.measure.interpolate import classification_metrics
+from dlprobe.measure.rescale import rescale_relu_layers
+from dlprobe.models import build_model, mlp_param_count
+
+FIGURES = ["sharpness-vs-batch-size", "dinh-rescaling"]
+
+
+def trained_model(run, spec, stage, k):
+    """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
+    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
+    model = build_model(spec)
+    model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
+    return model
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    run = run_smoke("sharpness", tmp_path_factory.mktemp("runs"))
+    results = load_results(run)
+    cfg = config_from_dict(Config, json.loads((run / "config.json").read_text())["config"])
+    data = load_classification(cfg.dataset, cfg.train_subset, cfg.seed, "cpu")
+    return run, results, cfg, data
+
+
+def test_smoke_run_is_complete_and_redraws(smoke, tmp_path):
+    run, _, _, _ = smoke
+    assert_complete_run(run, FIGURES)
+    copy = tmp_path / "copy"  # redraw a copy: the other tests read the checkpoints
+    shutil.copytree(run, copy)
+    assert_redraws(copy)
+
+
+def test_at_least_ten_batch_sizes(smoke):
+    _, results, _, _ = smoke
+    assert len({r["batch_size"] for r in results["runs"]}) >= 10
+    for cfg in (PROFILES["quick"], PROFILES["full"]):
+        assert len(set(cfg.batch_sizes)) >= 10 and cfg.epsilon == 1e-4
+        assert cfg.sharpness_examples == 500
+    full = PROFILES["full"]
+    assert full.dataset == "mnist"
+    assert 20_000 <= mlp_param_count([784, *full.hidden, 10], full.activation) <= 30_000
+
+
+def test_sharpness_values_are_positive_and_finite(smoke):
+    _, results, _, _ = smoke
+    for r in results["runs"] + results["dinh"]:
+        for metric in MEASURES:
+            assert r[metric] is not None and 0 < r[metric] < math.inf, (metric, r)
+        assert r["hessian_norm"] > 0
+
+
+def test_rescaling_keeps_loss_and_changes_sharpness(smoke):
+    _, results, _, _ = smoke
+    dinh = results["dinh"]
+    assert len(dinh) >= 3 and {1.0} <= {r["factor"] for r in dinh}
+    for metric in ("train_loss", "test_loss"):
+        values = [r[metric] for r in dinh]
+        assert max(values) - min(values) <= 1e-5
+    assert len({r["test_accuracy"] for r in dinh}) == 1
+    hessian = [r["hessian"] for r in dinh]
+    assert max(hessian) / min(hessian) > 10
+
+
+def test_rescaled_models_compute_the_same_function(smoke):
+    run, results, cfg, data = smoke
+    src = results["dinh_source"]
+    model = trained_model(run, results["model"], src["stage"], results["seeds"].index(src["seed"]))
+    # the checkpoint holds the model whose rescalings were measured
+    ref = next(r for r in results["dinh"] if r["factor"] == 1.0)
+    assert classification_metrics(model, data.x_test, data.y_test)["loss"] == pytest.approx(
+        ref["test_loss"], rel=1e-6
+    )
+    x = data.x_test
+    double = build_model(results["model"]).double()
+    double.load_state_dict({n: p.double() for n, p in model.state_dict().items()})
+    with torch.no_grad():
+        out, out64 = model(x), double(x.double())
+        for a in (0.1, 0.3, 3.0, 10.0):
+            rescaled = rescale_relu_layers(model, src["layer"], a)
+            assert not torch.equal(rescaled[1].weight, model[1].weight)
+            torch.testing.assert_close(rescaled(x), out, rtol=1e-5, atol=1e-5)
+            rescaled64 = rescale_relu_layers(double, src["layer"], a)
+            torch.testing.assert_close(rescaled64(x.double()), out64, rtol=1e-10, atol=1e-10)
