@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+
+from dlprobe import DlprobeError
+from dlprobe.experiments.error_surface import (
+    PROFILES,
+    Config,
+    batch_losses,
+    parameter_names,
+    vector_to_model,
+)
+from dlprobe.models import MLP, count_params, mlp_param_count
+
+FIGURES = ["line-init-final", "per-parameter", "perturbed-samples", "surface-contour", "surface-3d"]
+
+
+def test_smoke_run_through_cli_and_redraw(tmp_path):
+    run = run_smoke("error-surface", tmp_path)
+    assert_complete_run(run, FIGURES)
+    results = load_results(run)
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    runs = {r["seed"]: r for r in results["runs"]}
+    assert sorted(runs) == results["seeds"]
+
+    # (a) the straight line passes through the initial loss (measured before training) at
+    # alpha 0 and the History's final training loss at alpha 1, for every run.
+    for seed, r in runs.items():
+        line = {p["alpha"]: p["train_loss"] for p in results["line"] if p["seed"] == seed}
+        assert min(line) == pytest.approx(cfg["alpha_range"][0])
+        assert max(line) == pytest.approx(cfg["alpha_range"][1])
+        assert line[0.0] == pytest.approx(r["initial_train_loss"], rel=1e-5, abs=1e-8)
+        assert line[1.0] == pytest.approx(r["final_train_loss"], rel=1e-5, abs=1e-8)
+
+    # (b) every per-parameter curve passes through the final loss at zero perturbation.
+    final = runs[results["probed_seed"]]["final_train_loss"]
+    assert final == min(r["final_train_loss"] for r in results["runs"])
+    at_zero = [r for r in results["per_parameter"] if r["delta"] == 0.0]
+    assert len(at_zero) == results["model"]["params"]
+    assert all(r["loss"] == pytest.approx(final, rel=1e-5, abs=1e-8) for r in at_zero)
+    assert len(results["per_parameter"]) == results["model"]["params"] * cfg["param_points"]
+
+    # (c) one sample per (radius, draw), coloured by a real loss.
+    assert len(results["perturbed"]) == len(cfg["sample_radii"]) * cfg["samples_per_radius"]
+    assert all(r["loss"] >= 0 for r in results["perturbed"])
+
+    # (d) the surface grid has the configured shape and is centred on the final weights,
+    # which is where the projected trajectory ends.
+    surface = results["surface"]
+    n = cfg["surface_points"]
+    assert len(surface["a"]) == len(surface["b"]) == n
+    assert len(surface["loss"]) == n and all(len(row) == n for row in surface["loss"])
+    assert surface["center_loss"] == pytest.approx(final, rel=1e-5, abs=1e-8)
+    end = results["trajectory"][-1]
+    assert abs(end["a"]) < 1e-6 and abs(end["b"]) < 1e-6 and end["distance_to_final"] == 0
+    assert results["trajectory"][0]["epoch"] == 0
+    assert_redraws(run)
+
+
+def test_tiny_model_has_fewer_than_50_parameters():
+    for cfg in PROFILES.values():
+        widths = [int(w) for w in cfg.widths.split("-")]
+        params = count_params(MLP(widths, cfg.activation))
+        assert params < 50
+        assert params == mlp_param_count(widths, cfg.activation)
+        cfg.validate()
+    assert count_params(MLP([1, 4, 4, 1])) == 33
+
+
+def test_validation_rejects_large_models_and_grids_without_zero():
+    with pytest.raises(DlprobeError, match="tiny model"):
+        Config(widths="1-50-1").validate()
+    with pytest.raises(DlprobeError, match="odd"):
+        Config(param_points=40).validate()
+    with pytest.raises(DlprobeError, match=r"contain \[0, 1\]"):
+        Config(alpha_range=(0.2, 1.0)).validate()
+
+
+def test_batch_losses_match_one_model_at_a_time():
+    model = MLP([1, 4, 4, 1])
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, generator=gen), torch.randn(16, 1, generator=gen)
+    thetas = torch.randn(5, 33, generator=gen)
+    batched = batch_losses(model, thetas, x, y, F.mse_loss)
+    with torch.no_grad():
+        one_by_one = torch.stack([F.mse_loss(vector_to_model(model, t)(x), y) for t in thetas])
+    torch.testing.assert_close(batched, one_by_one)
+
+
+def test_parameter_names_follow_the_flat_vector():
+    names = parameter_names(MLP([1, 4, 4, 1]))
+    assert len(names) == 33 and len(set(names)) == 33
+    assert names[:5] == ["W1[0,0]", "W1[1,0]", "W1[2,0]", "W1[3,0]", "b1[0]"]
+    assert names[-1] == "b3[0]"
