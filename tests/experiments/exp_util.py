@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from dlprobe.cli import main
+from dlprobe.models import build_model
 
 
 def run_smoke(experiment_id: str, tmp_path: Path, *extra: str) -> Path:
@@ -57,3 +60,11 @@ def assert_redraws(run: Path) -> None:
     assert main(["report", str(run)]) == 0
     assert sorted(p.name for p in (run / "figures").glob("*.png")) == figures
     assert (run / "report.html").is_file()
+
+
+def trained_model(run: Path, spec: dict, stage: str, k: int) -> torch.nn.Module:
+    """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
+    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
+    model = build_model(spec)
+    model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
+    return model

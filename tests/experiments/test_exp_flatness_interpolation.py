@@ -2,8 +2,13 @@ import json
 import shutil
 
 import pytest
-import torch
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import (
+    assert_complete_run,
+    assert_redraws,
+    load_results,
+    run_smoke,
+    trained_model,
+)
 
 from dlprobe.experiments.base import config_from_dict
 from dlprobe.experiments.flatness_interpolation import (
@@ -16,14 +21,6 @@ from dlprobe.experiments.flatness_interpolation import (
 from dlprobe.models import build_model
 
 FIGURES = ["interpolation-batch-size", "interpolation-learning-rate"]
-
-
-def trained_model(run, spec, stage, k):
-    """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
-    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
-    model = build_model(spec)
-    model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
-    return model
 
 
 @pytest.fixture(scope="module")

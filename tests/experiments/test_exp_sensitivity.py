@@ -5,22 +5,20 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import (
+    assert_complete_run,
+    assert_redraws,
+    load_results,
+    run_smoke,
+    trained_model,
+)
 
 from dlprobe.experiments.base import config_from_dict
-from dlprobe.experiments.sensitivity import PROFILES, Config, epochs_for_steps, load_classification
+from dlprobe.experiments.classification import epochs_for_steps, load_classification
+from dlprobe.experiments.sensitivity import PROFILES, Config
 from dlprobe.measure.sensitivity import sensitivity
-from dlprobe.models import build_model
 
 FIGURES = ["loss-sensitivity", "accuracy-sensitivity", "sensitivity-sharpness"]
-
-
-def trained_model(run, spec, stage, k):
-    """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
-    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
-    model = build_model(spec)
-    model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,22 @@ import shutil
 
 import pytest
 import torch
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import (
+    assert_complete_run,
+    assert_redraws,
+    load_results,
+    run_smoke,
+    trained_model,
+)
 
 from dlprobe.experiments.base import config_from_dict
-from dlprobe.experiments.sensitivity import load_classification
+from dlprobe.experiments.classification import load_classification
 from dlprobe.experiments.sharpness import MEASURES, PROFILES, Config
 from dlprobe.measure.interpolate import classification_metrics
 from dlprobe.measure.rescale import rescale_relu_layers
 from dlprobe.models import build_model, mlp_param_count
 
 FIGURES = ["sharpness-vs-batch-size", "dinh-rescaling"]
-
-
-def trained_model(run, spec, stage, k):
-    """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
-    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
-    model = build_model(spec)
-    model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
-    return model
 
 
 @pytest.fixture(scope="module")

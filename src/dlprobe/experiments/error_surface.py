@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from matplotlib.colors import LogNorm
-from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -225,12 +224,9 @@ def run(cfg: Config, run_dir) -> dict:
     sample_radius = radii.expand(-1, cfg.samples_per_radius, 1).reshape(-1).tolist()
     runs = [samples, theta.cpu()[None]]  # the final point as its own "run" of one
     pca = project_trajectories(runs, method="pca", seed=cfg.seed)
-    # t-SNE of a few hundred points gains nothing from threads, and OpenMP threads waiting
-    # for a busy CPU make it up to 10x slower on a shared 2-core machine.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        tsne = project_trajectories(
-            runs, "pca+tsne", pca_components_before_tsne=cfg.tsne_pca_components, seed=cfg.seed
-        )
+    tsne = project_trajectories(
+        runs, "pca+tsne", pca_components_before_tsne=cfg.tsne_pca_components, seed=cfg.seed
+    )
     perturbed = [
         {
             "radius": r,

@@ -16,18 +16,16 @@ import numpy as np
 
 from dlprobe.data import Dataset
 from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
-from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
-from dlprobe.experiments.sensitivity import (
+from dlprobe.experiments.classification import (
     check_batch_sizes,
     check_dataset,
     data_setting,
     epochs_for_steps,
-    joint_legend,
     load_classification,
     mlp_spec,
-    twin_axis,
 )
+from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.plotting import COLORS, joint_legend, mean_band, new_figure, twin_axis
 from dlprobe.measure.interpolate import classification_metrics, interpolate
 from dlprobe.models import MLP, describe_model, mlp_param_count
 from dlprobe.train import Population, TrainConfig

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from dlprobe.data import DATASETS, load_dataset
@@ -214,15 +213,12 @@ def run(cfg: Config, run_dir) -> dict:
     ]
     for is_aligned, trajs in ((False, raw), (True, aligned)):
         for view, method, cols in views:
-            # t-SNE gains nothing from threads at this size, and OpenMP threads waiting
-            # for a busy CPU make it up to 10x slower on a shared 2-core machine.
-            with threadpool_limits(limits=1, user_api="openmp"):
-                proj = project_trajectories(
-                    [t[:, cols] for t in trajs],
-                    method=method,
-                    pca_components_before_tsne=cfg.tsne_pca_components,
-                    seed=cfg.seed,
-                )
+            proj = project_trajectories(
+                [t[:, cols] for t in trajs],
+                method=method,
+                pca_components_before_tsne=cfg.tsne_pca_components,
+                seed=cfg.seed,
+            )
             evr = proj.explained_variance_ratio
             variance.append(
                 {

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 plt.rcParams.update(
     {
@@ -56,3 +57,26 @@ def mean_band(
 
 def close_all() -> None:
     plt.close("all")
+
+
+def batch_axis(ax, sizes: list[int], n_train: int) -> None:
+    """Log x-axis with one labelled tick per batch size; the full batch reads ``full``."""
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"full\n{s}" if s == n_train else str(s) for s in sizes], fontsize=8)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("batch size (log scale)")
+
+
+def twin_axis(ax):
+    """A right-hand y-axis sharing x, with its spine shown and no second grid."""
+    ax2 = ax.twinx()
+    ax2.spines["right"].set_visible(True)
+    ax2.grid(False)
+    return ax2
+
+
+def joint_legend(ax, ax2, **kw) -> None:
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, **kw)

@@ -12,9 +12,6 @@ gets 125 times more updates than full batch on 1000 examples, so the largest bat
 stop far from any minimum and the comparison would measure under-training; equal steps
 give every model the same number of updates and keep the run time bounded (the largest
 batches would otherwise need thousands of epochs to match).
-
-The small helpers at the top (step budget, data, batch-size axis, twin axis) are shared
-with ``flatness_interpolation`` and ``sharpness``.
 """
 
 from __future__ import annotations
@@ -23,111 +20,33 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
-from matplotlib.ticker import NullLocator
 from scipy.stats import spearmanr
 
-from dlprobe.data import DATASETS, Dataset, load_dataset
 from dlprobe.experiments.base import Experiment
+from dlprobe.experiments.classification import (
+    check_batch_sizes,
+    check_dataset,
+    data_setting,
+    epochs_for_steps,
+    load_classification,
+    mlp_spec,
+    probe_examples,
+)
 from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
-from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
+from dlprobe.experiments.plotting import (
+    COLORS,
+    batch_axis,
+    joint_legend,
+    mean_band,
+    new_figure,
+    twin_axis,
+)
 from dlprobe.measure.sensitivity import sensitivity
 from dlprobe.measure.sharpness import METHODS as SHARPNESS_METHODS
 from dlprobe.measure.sharpness import sharpness
 from dlprobe.models import MLP, describe_model, mlp_param_count
 from dlprobe.train import Population, TrainConfig
-
-# -- helpers shared with flatness_interpolation and sharpness ---------------------------
-
-
-def epochs_for_steps(steps: int, batch_size: int, n_train: int) -> int:
-    """Whole epochs closest to ``steps`` optimizer steps at ``batch_size`` (0 = full batch)."""
-    per_epoch = math.ceil(n_train / (batch_size or n_train))
-    return max(1, round(steps / per_epoch))
-
-
-def load_classification(name: str, train_subset: int, seed: int, device) -> Dataset:
-    """A classification dataset, its training split cut to a seeded subset if asked (0: all)."""
-    data = load_dataset(name, device=device)
-    if train_subset:
-        require(
-            train_subset <= data.n_train,
-            f"train_subset must be <= {data.n_train} ({name}'s training set), got {train_subset}",
-        )
-        data = data.subset_train(train_subset, seed=seed)
-    return data
-
-
-def check_dataset(cfg) -> None:
-    require(
-        cfg.dataset in DATASETS,
-        f"unknown dataset {cfg.dataset!r}; valid names: {', '.join(DATASETS)}",
-    )
-    require(cfg.train_subset >= 0, f"train_subset must be >= 0, got {cfg.train_subset}")
-    require(
-        all(h > 0 for h in cfg.hidden) and len(cfg.hidden) >= 1,
-        f"hidden must be >= 1 positive widths, got {cfg.hidden}",
-    )
-
-
-def check_batch_sizes(batch_sizes, n_train: int) -> None:
-    """Before training: every batch size fits the training set (0 = full batch)."""
-    for b in batch_sizes:
-        require(
-            0 <= b <= n_train,
-            f"batch sizes must be in [1, {n_train}] (the training set) or 0 for full batch, "
-            f"got {b}",
-        )
-
-
-def probe_examples(data: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` training examples drawn by a seeded permutation (all if ``n`` is 0 or larger)."""
-    n = data.n_train if n <= 0 else min(n, data.n_train)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(data.n_train, generator=g)[:n].to(data.x_train.device)
-    return data.x_train[idx], data.y_train[idx]
-
-
-def mlp_spec(data: Dataset, hidden, activation: str) -> dict:
-    """The MLP for ``data`` as a ``dlprobe.models.build_model`` spec."""
-    return {
-        "kind": "mlp",
-        "widths": [data.input_dim, *hidden, data.num_classes],
-        "activation": activation,
-    }
-
-
-def data_setting(cfg, data: dict) -> str:
-    """The report's line on the data: name, training subset, test size."""
-    subset = " (a seeded subset)" if cfg.train_subset else ""
-    return f"{data['name']}: {data['n_train']} training examples{subset}, {data['n_test']} test"
-
-
-def batch_axis(ax, sizes: list[int], n_train: int) -> None:
-    """Log x-axis with one labelled tick per batch size; the full batch reads ``full``."""
-    ax.set_xscale("log")
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([f"full\n{s}" if s == n_train else str(s) for s in sizes], fontsize=8)
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("batch size (log scale)")
-
-
-def twin_axis(ax):
-    """A right-hand y-axis sharing x, with its spine shown and no second grid."""
-    ax2 = ax.twinx()
-    ax2.spines["right"].set_visible(True)
-    ax2.grid(False)
-    return ax2
-
-
-def joint_legend(ax, ax2, **kw) -> None:
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, **kw)
-
-
-# -- the experiment --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

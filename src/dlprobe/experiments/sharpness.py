@@ -22,18 +22,22 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
-from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
-from dlprobe.experiments.sensitivity import (
-    batch_axis,
+from dlprobe.experiments.classification import (
     check_batch_sizes,
     check_dataset,
     data_setting,
     epochs_for_steps,
-    joint_legend,
     load_classification,
     mlp_spec,
     probe_examples,
+)
+from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.plotting import (
+    COLORS,
+    batch_axis,
+    joint_legend,
+    mean_band,
+    new_figure,
     twin_axis,
 )
 from dlprobe.measure.interpolate import classification_metrics

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from dlprobe import DlprobeError
 
@@ -117,7 +118,10 @@ def project_trajectories(
             init="pca",
             random_state=seed,
         )
-        coords = tsne.fit_transform(reduced)  # (sum T_r, n_components)
+        # t-SNE of a few thousand points gains nothing from threads, and OpenMP threads
+        # waiting for a busy CPU make it up to 10x slower on a shared 2-core machine.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            coords = tsne.fit_transform(reduced)  # (sum T_r, n_components)
 
     bounds = np.cumsum([0] + [r.shape[0] for r in runs])
     per_run = [coords[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
