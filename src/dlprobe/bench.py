@@ -16,23 +16,33 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from dlprobe import DlprobeError
 from dlprobe.data import load_dataset
 from dlprobe.models import MLP, count_params
-from dlprobe.runs import environment, write_json
+from dlprobe.runs import environment, resolve_device, write_json
 from dlprobe.train import Population, TrainConfig, train_plain, train_population
 
 WIDTHS = [40, 32, 32, 10]  # the benchmarked model: MLP 40-32-32-10 (about 2.7k parameters)
 BATCH = 32
 
 
-def matmul_peak_flops(n: int = 1024, repeats: int = 10) -> float:
-    """FLOP/s of float32 n x n matrix products on this machine (best of ``repeats``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_flops(device: torch.device, n: int = 1024, repeats: int = 10) -> float:
+    """FLOP/s of float32 n x n matrix products on ``device`` (best of ``repeats``)."""
+    if device.type == "cuda":
+        n = 4096  # a 1024 product is too small to fill a GPU
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b  # warm-up
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
 
@@ -42,21 +52,24 @@ def flops_per_model_step(params: int, batch: int) -> float:
     return 6.0 * params * batch
 
 
-def bench_training(sizes: list[int], steps: int) -> list[dict]:
-    data = load_dataset("mnist1d").subset_train(steps * BATCH, seed=0)
+def bench_training(sizes: list[int], steps: int, device: torch.device) -> list[dict]:
+    data = load_dataset("mnist1d", device=device).subset_train(steps * BATCH, seed=0)
     cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=BATCH)
     params = count_params(MLP(WIDTHS))
     rows = []
     for k in sizes:
         seeds = list(range(k))
+        _sync(device)
         t0 = time.perf_counter()
         for seed in seeds:
             torch.manual_seed(seed)
-            train_plain(MLP(WIDTHS), data, cfg, seed)
+            train_plain(MLP(WIDTHS).to(device), data, cfg, seed)
+        _sync(device)
         one_by_one = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pop = Population(lambda: MLP(WIDTHS), seeds)
+        pop = Population(lambda: MLP(WIDTHS), seeds, device=device)
         train_population(pop, data, cfg)  # includes one evaluation of all models
+        _sync(device)
         population = time.perf_counter() - t0
         model_steps = k * steps
         rows.append(
@@ -72,30 +85,37 @@ def bench_training(sizes: list[int], steps: int) -> list[dict]:
     return rows
 
 
-def bench_hessians(n_models: int = 100) -> dict:
+def bench_hessians(device: torch.device, n_models: int = 100) -> dict:
     """Exact Hessians and spectra of 100 MLPs 1-10-10-1 (141 parameters) on 64 points."""
     from dlprobe.data import function_dataset
     from dlprobe.measure.hessian import population_hessian_eigenvalues
 
-    data = function_dataset("sine", 64)
-    pop = Population(lambda: MLP([1, 10, 10, 1], "tanh"), range(n_models))
+    data = function_dataset("sine", 64).to(device)
+    pop = Population(lambda: MLP([1, 10, 10, 1], "tanh"), range(n_models), device=device)
+    _sync(device)
     t0 = time.perf_counter()
     eigs = population_hessian_eigenvalues(
         pop.base, pop.params, torch.nn.functional.mse_loss, data.x_train, data.y_train
     )
+    _sync(device)
     seconds = time.perf_counter() - t0
     return {"models": n_models, "parameters": int(eigs.shape[1]), "seconds": seconds}
 
 
-def run_bench(sizes: list[int], steps: int, out: Path) -> dict:
+def run_bench(sizes: list[int], steps: int, out: Path, device: str = "auto") -> dict:
+    if not sizes or any(k < 1 for k in sizes):
+        raise DlprobeError(f"--sizes must be population sizes >= 1, got {sizes}")
+    if steps < 1:
+        raise DlprobeError(f"--steps must be >= 1, got {steps}")
+    dev = resolve_device(device)
     console = Console()
     console.print(
-        f"dlprobe bench: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, "
+        f"dlprobe bench on {dev}: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, "
         f"{steps} Adam steps per model, torch threads {torch.get_num_threads()}"
     )
-    peak = matmul_peak_flops()
-    rows = bench_training(sizes, steps)
-    hess = bench_hessians()
+    peak = matmul_peak_flops(dev)
+    rows = bench_training(sizes, steps, dev)
+    hess = bench_hessians(dev)
     table = Table(title="population vs one-by-one (same steps per model)")
     for col in (
         "K",
@@ -116,7 +136,7 @@ def run_bench(sizes: list[int], steps: int, out: Path) -> dict:
             f"{100 * r['population_flops'] / peak:.1f}%",
         )
     console.print(table)
-    console.print(f"matmul peak (float32 1024x1024): {peak / 1e9:.1f} GFLOP/s")
+    console.print(f"matmul peak (float32, measured now): {peak / 1e9:.1f} GFLOP/s")
     console.print(
         f"exact Hessians + eigenvalues, {hess['models']} models x "
         f"{hess['parameters']} parameters: {hess['seconds']:.2f} s"
@@ -127,6 +147,7 @@ def run_bench(sizes: list[int], steps: int, out: Path) -> dict:
         "hessians": hess,
         "model": WIDTHS,
         "batch": BATCH,
+        "device": str(dev),
         "environment": environment(),
     }
     write_json(out, result)

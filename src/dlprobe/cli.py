@@ -202,7 +202,7 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from dlprobe.bench import run_bench
 
-    run_bench(sizes=args.sizes, steps=args.steps, out=args.out)
+    run_bench(sizes=args.sizes, steps=args.steps, out=args.out, device=args.device)
     return 0
 
 
@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--steps", type=int, default=100, help="optimizer steps per model")
     b.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON output")
+    b.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"
+    )
     try:
         if argv and argv[0] == "run":
             return cmd_run(argv[1:])

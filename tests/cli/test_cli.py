@@ -55,6 +55,8 @@ def test_datasets_lists_embedded_and_downloadable(capsys, tmp_path):
         (["run", "simulate-function", "--device", "tpu"], "valid: auto, cpu, cuda"),
         (["run", "simulate-function", "--dataset", "mnist"], "takes no --dataset"),
         (["report", "/nonexistent/run"], "not a finished dlprobe run folder"),
+        (["bench", "--sizes", "4", "0"], "population sizes >= 1"),
+        (["bench", "--steps", "0"], "--steps must be >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
@@ -63,6 +65,24 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing may be trained or written"
+
+
+def test_bench_measures_both_ways_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert (
+        main(["bench", "--sizes", "1", "3", "--steps", "4", "--device", "cpu", "--out", str(out)])
+        == 0
+    )
+    assert "speedup" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [r["K"] for r in result["training"]] == [1, 3]
+    for r in result["training"]:
+        one, pop = r["one_by_one_model_steps_per_s"], r["population_model_steps_per_s"]
+        assert one > 0 and pop > 0
+        assert r["speedup"] == pytest.approx(pop / one, rel=1e-6)
+    assert result["matmul_peak_flops"] > 1e8
+    assert result["hessians"] == {**result["hessians"], "models": 100, "parameters": 141}
+    assert result["device"] == "cpu"
 
 
 def test_unknown_config_field_is_rejected(tmp_path):
