@@ -1,8 +1,8 @@
 """``dlprobe bench``: population training against one-by-one training, and Hessian speed.
 
 Trains K identical small MLPs on mnist1d for the same number of optimizer steps, first
-one after another in a plain PyTorch loop (``train_plain``), then as one population,
-and prints model-steps per second, the speedup, and the achieved FLOP/s against a
+one after another in a plain PyTorch loop (``train_plain``), then as one population
+(best of three timings each, after a warm-up), and prints model-steps per second, the speedup, and the achieved FLOP/s against a
 matmul peak measured on the same machine in the same run.
 """
 
@@ -52,34 +52,48 @@ def flops_per_model_step(params: int, batch: int) -> float:
     return 6.0 * params * batch
 
 
-def bench_training(sizes: list[int], steps: int, device: torch.device) -> list[dict]:
+def bench_training(
+    sizes: list[int], steps: int, device: torch.device, repeats: int = 3
+) -> list[dict]:
+    """Best of ``repeats`` timings of K plain trainings and of one population of K."""
     data = load_dataset("mnist1d", device=device).subset_train(steps * BATCH, seed=0)
     cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=BATCH)
     params = count_params(MLP(WIDTHS))
-    rows = []
-    for k in sizes:
-        seeds = list(range(k))
-        _sync(device)
-        t0 = time.perf_counter()
+
+    def one_by_one(seeds: list[int]) -> None:
         for seed in seeds:
             torch.manual_seed(seed)
             train_plain(MLP(WIDTHS).to(device), data, cfg, seed)
-        _sync(device)
-        one_by_one = time.perf_counter() - t0
-        t0 = time.perf_counter()
+
+    def population(seeds: list[int]) -> None:
         pop = Population(lambda: MLP(WIDTHS), seeds, device=device)
         train_population(pop, data, cfg)  # includes one evaluation of all models
-        _sync(device)
-        population = time.perf_counter() - t0
+
+    def best_seconds(train, seeds: list[int]) -> float:
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            train(seeds)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    one_by_one([0])  # warm-up: first calls pay for lazy initialisation
+    population([0, 1])
+    rows = []
+    for k in sizes:
+        seeds = list(range(k))
+        plain_s, pop_s = best_seconds(one_by_one, seeds), best_seconds(population, seeds)
         model_steps = k * steps
         rows.append(
             {
                 "K": k,
                 "steps": steps,
-                "one_by_one_model_steps_per_s": model_steps / one_by_one,
-                "population_model_steps_per_s": model_steps / population,
-                "speedup": one_by_one / population,
-                "population_flops": model_steps * flops_per_model_step(params, BATCH) / population,
+                "one_by_one_model_steps_per_s": model_steps / plain_s,
+                "population_model_steps_per_s": model_steps / pop_s,
+                "speedup": plain_s / pop_s,
+                "population_flops": model_steps * flops_per_model_step(params, BATCH) / pop_s,
             }
         )
     return rows

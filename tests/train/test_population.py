@@ -5,7 +5,7 @@ import torch
 
 from dlprobe import DlprobeError
 from dlprobe.data import function_dataset, load_dataset
-from dlprobe.models import MLP
+from dlprobe.models import CNN, MLP
 from dlprobe.train import (
     Checkpoint,
     Population,
@@ -21,9 +21,15 @@ def _mnist1d_small():
 
 
 @pytest.mark.parametrize(
-    "optimizer,schedule", [("sgd", "constant"), ("adam", "cosine"), ("momentum", "step")]
+    "optimizer,schedule,arch",
+    [
+        ("sgd", "constant", "mlp"),
+        ("adam", "cosine", "mlp"),
+        ("momentum", "step", "mlp"),
+        ("adam", "constant", "cnn"),  # the general vmap road
+    ],
 )
-def test_population_equals_separate_trainings(optimizer, schedule):
+def test_population_equals_separate_trainings(optimizer, schedule, arch):
     """K models in lockstep give the same parameters and losses as K plain loops."""
     data = _mnist1d_small()
     cfg = TrainConfig(
@@ -38,9 +44,12 @@ def test_population_equals_separate_trainings(optimizer, schedule):
     seeds = [3, 7, 11, 19]
 
     def factory():
+        if arch == "cnn":
+            return CNN([1, 40], [4, 4], 10, "tanh")
         return MLP([40, 32, 32, 10], "tanh")
 
     pop = Population(factory, seeds)
+    assert (pop._plan is None) == (arch == "cnn")
     hist = train_population(pop, data, cfg)
     for k, seed in enumerate(seeds):
         torch.manual_seed(seed)
@@ -168,3 +177,73 @@ def test_recorded_step_grad_norm_matches_a_single_model_backward():
     expected = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
     assert hist.step_grad_norm[0][1] == pytest.approx(expected.item(), rel=1e-5)
     assert hist.step_loss[0][1] == pytest.approx(loss.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "factory,x_shape",
+    [
+        (lambda: MLP([40, 8, 8, 10], "leaky_relu"), (6, 1, 40)),  # Flatten first
+        (lambda: MLP([1, 6, 1], "cos"), (6, 1)),
+        (
+            lambda: torch.nn.Sequential(
+                torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+            ),
+            (6, 5, 3),
+        ),
+        (lambda: torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.SELU()), (6, 3)),
+    ],
+)
+def test_sequential_shortcut_equals_vmap(factory, x_shape):
+    """The batched-matmul road for plain Sequentials gives vmap's outputs and gradients."""
+    pop = Population(factory, seeds=[0, 1, 2])
+    assert pop._plan is not None
+    gen = torch.Generator().manual_seed(0)
+    x_shared = torch.randn(*x_shape, generator=gen)
+    x_each = torch.randn(3, *x_shape, generator=gen)
+
+    def outputs_and_grads():
+        results = []
+        for x, shared in ((x_shared, True), (x_each, False)):
+            out = pop.forward(x, shared=shared)
+            grads = torch.autograd.grad((out**2).sum(), pop.parameters())
+            results.append((out.detach(), grads))
+        return results
+
+    fast = outputs_and_grads()
+    pop._plan = None  # force the general vmap road
+    slow = outputs_and_grads()
+    for (out_f, g_f), (out_s, g_s) in zip(fast, slow, strict=True):
+        assert out_f.shape == out_s.shape and out_f.shape[:2] == (3, 6)
+        torch.testing.assert_close(out_f, out_s, rtol=1e-6, atol=1e-6)
+        for a, b in zip(g_f, g_s, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_shortcut_only_for_plain_sequentials():
+    class Residual(torch.nn.Sequential):
+        def forward(self, x):
+            return x + super().forward(x)
+
+    assert Population(lambda: MLP([4, 6, 2], "maxout"), [0])._plan is None  # learnable groups
+    assert Population(lambda: CNN([1, 40], [4], 10), [0])._plan is None
+    assert Population(lambda: Residual(torch.nn.Linear(3, 3)), [0])._plan is None
+
+
+def test_per_model_losses_equal_vmapped_losses():
+    import torch.nn.functional as F
+    from torch.func import vmap
+
+    from dlprobe.train.trainer import per_model_losses
+
+    gen = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(4, 7, 5, generator=gen), torch.randint(0, 5, (4, 7), generator=gen)
+    pred, target = torch.randn(4, 7, 2, generator=gen), torch.randn(4, 7, 2, generator=gen)
+    for loss_fn, out, y in ((F.cross_entropy, logits, labels), (F.mse_loss, pred, target)):
+        torch.testing.assert_close(per_model_losses(loss_fn, out, y), vmap(loss_fn)(out, y))
+
+    def l1(out, y):  # any other loss takes the vmap road
+        return (out - y).abs().mean()
+
+    torch.testing.assert_close(
+        per_model_losses(l1, pred, target), (pred - target).abs().mean((1, 2))
+    )

@@ -15,18 +15,14 @@ All three are seeded and reproducible; the caller's global RNG state is left unc
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-with warnings.catch_warnings():  # linear_operator, imported by curvlinops, uses torch.jit.script
-    warnings.simplefilter("ignore", FutureWarning)
-    from curvlinops._torch_base import PyTorchLinearOperator
-    from curvlinops.papyan2020traces.spectrum import fast_lanczos
+from curvlinops._torch_base import PyTorchLinearOperator
+from curvlinops.papyan2020traces.spectrum import fast_lanczos
 from scipy.sparse.linalg import eigsh
 from torch import nn
 from torch.func import grad, jvp, vmap

@@ -1,7 +1,10 @@
 """K models of one architecture trained in lockstep.
 
 Parameters of the K models are stacked along a leading axis and the forward pass is one
-``vmap`` over models (``torch.func.functional_call``). The training objective is the SUM
+``vmap`` over models (``torch.func.functional_call``). A plain ``nn.Sequential`` of
+``Flatten``, ``Linear`` and element-wise activations (every ``dlprobe`` MLP without
+BatchNorm or maxout) takes a shorter road to the same numbers: one batched matrix product
+per layer, which skips vmap's per-call overhead (about twice as fast for small models). The training objective is the SUM
 of the K per-model losses, so each stacked slice receives exactly its own model's
 gradient, and element-wise optimizers over the stacked tensors are K independent
 optimizers. Models with BatchNorm running statistics cannot be vmapped; they are kept
@@ -18,6 +21,28 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from dlprobe import DlprobeError
+from dlprobe.models.activations import Cos
+
+# Modules that act element-wise and hold no parameters: applying one to a (K, B, H)
+# tensor is applying it to each model's (B, H) slice.
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.Sigmoid, nn.Tanh, nn.Identity, Cos)
+
+
+def _sequential_plan(model: nn.Module) -> list[tuple[str, str, nn.Module]] | None:
+    """The layers of a plain Sequential of Flatten/Linear/element-wise modules, else None."""
+    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
+        return None
+    plan = []
+    for name, m in model.named_children():
+        if type(m) is nn.Linear:
+            plan.append(("linear", name, m))
+        elif type(m) is nn.Flatten and m.start_dim == 1 and m.end_dim == -1:
+            plan.append(("flatten", name, m))
+        elif type(m) in _ELEMENTWISE:
+            plan.append(("elementwise", name, m))
+        else:
+            return None
+    return plan
 
 
 def _needs_loop(model: nn.Module) -> bool:
@@ -65,6 +90,7 @@ class Population:
             self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
             self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
             self.base = copy.deepcopy(models[0]).to("meta")
+            self._plan = _sequential_plan(self.base)
         else:
             self.models = models
 
@@ -93,6 +119,8 @@ class Population:
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Outputs (K, B, out) for inputs (K, B, ...) or, with ``shared``, (B, ...)."""
+        if self.batched and self._plan is not None:
+            return self._sequential_forward(x, shared)
         if self.batched:
 
             def f(params, buffers, xb):
@@ -103,6 +131,28 @@ class Population:
                 self.params, self.buffers, x
             )
         return torch.stack([m(x if shared else x[k]) for k, m in enumerate(self.models)])
+
+    def _sequential_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """The vmapped forward of a plain Sequential, written as batched matrix products."""
+        per_model = not shared  # whether x already carries the model axis
+        for kind, name, module in self._plan:
+            if kind == "flatten":
+                x = x.flatten(2 if per_model else 1)
+            elif kind == "linear":
+                if not per_model:
+                    x, per_model = x.unsqueeze(0), True  # broadcasts against the K weights
+                w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
+                ones = [1] * (
+                    x.dim() - 3
+                )  # x is (K or 1, B, ..., in): Linear acts on the last axis
+                x = torch.matmul(x, w.transpose(1, 2).reshape(w.shape[0], *ones, *w.shape[2:0:-1]))
+                if b is not None:
+                    x = x + b.reshape(b.shape[0], 1, *ones, b.shape[1])
+            else:
+                x = module(x)
+        if not per_model:  # no Linear at all: every model computes the same function
+            x = x.unsqueeze(0).expand(self.size, *x.shape)
+        return x
 
     @torch.no_grad()
     def flat_params(self) -> torch.Tensor:
