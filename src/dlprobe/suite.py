@@ -10,6 +10,7 @@ resumes an interrupted one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import traceback
 from datetime import datetime
@@ -126,8 +127,9 @@ def run_suite(ns, rest: list[str], wants_help: bool) -> int:
         try:
             resume = (sub / "config.json").exists()
             cfg = _suite_config(exp, profile, dataset, seed)
-            outcome = run_experiment(exp, cfg, sub, device, profile, resume=resume, quiet=ns.quiet)
-            entry.update(status="done", seconds=outcome.seconds)
+            run_experiment(exp, cfg, sub, device, profile, resume=resume, quiet=ns.quiet)
+            # wall time of the whole experiment: training, measurements, figures, report
+            entry.update(status="done", seconds=time.perf_counter() - t0)
         except KeyboardInterrupt:
             entry.update(status="interrupted")
             write_json(path / "suite.json", state)
@@ -161,6 +163,13 @@ def _newest(name: str) -> Path:
     return runs[-1]
 
 
+def _base_seed(run: Path) -> str:
+    try:
+        return str(json.loads((run / "config.json").read_text())["config"]["seed"])
+    except (OSError, ValueError, KeyError):
+        return "-"
+
+
 def write_suite_report(path: Path) -> Path:
     """One self-contained report.html for the whole suite, from the run folders."""
     path = Path(path)
@@ -189,7 +198,12 @@ def write_suite_report(path: Path) -> Path:
             body.append("</section>")
         toc.append("</ul></li>")
     times = [
-        (eid, v["status"], f"{v['seconds']:.1f} s" if "seconds" in v else "-")
+        (
+            eid,
+            v["status"],
+            f"{v['seconds']:.1f} s" if "seconds" in v else "-",
+            _base_seed(path / eid),
+        )
         for eid, v in state["experiments"].items()
     ]
     env = environment_table(
@@ -209,9 +223,10 @@ def write_suite_report(path: Path) -> Path:
         f"<li><a href='#environment'>Environment and timings</a></li></ul></nav>"
         f"{''.join(body)}"
         f"<h2 id='environment'>Environment and timings</h2>{env}"
-        f"{table(times, header=['experiment', 'status', 'time'])}"
-        f"<p class='muted'>Seeds: base seed {esc(state['seed'] if state['seed'] is not None else 'per experiment default')}"
-        f"; each experiment's config.json records its seeds.</p>"
+        f"{table(times, header=['experiment', 'status', 'time (wall, with figures)', 'base seed'])}"
+        f"<p class='muted'>Each experiment derives its models' seeds from its base seed (see its "
+        f"settings); its config.json records the whole configuration, so "
+        f"<code>dlprobe run ID --config DIR/config.json</code> repeats it.</p>"
     )
     out = path / "report.html"
     write_bytes(out, page(f"dlprobe {name}", html).encode())

@@ -331,6 +331,15 @@ def observations(results: dict) -> list[str]:
         f"{'drops' if a_hi <= a_lo else 'rises'} by {abs(a_lo - a_hi):.3f}, "
         f"{'the same pattern' if agrees else 'a different pattern'}."
     )
+    if not agrees:
+        lines.append(
+            "Two things to weigh against the reference: dividing the gradient of a batch-mean "
+            "loss by the dataset size again (a pitfall of published solutions) makes "
+            "sensitivity fall as 1/batch size by construction, whereas dlprobe measures it per "
+            "example; and the loss-gradient sensitivity grows with the test loss, so it "
+            f"follows how far each model overfits (test loss {_at(results, 'test_loss', lo)[0]:.3g} "
+            f"at batch {lo} vs {_at(results, 'test_loss', hi)[0]:.3g} at batch {hi} here)."
+        )
     diverged = [r for r in results["runs"] if r["diverged"]]
     if diverged:
         lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
