@@ -17,7 +17,14 @@ from matplotlib.ticker import MaxNLocator
 
 from dlprobe.data import DATASETS, load_dataset
 from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
 from dlprobe.models import (
     build_model,
@@ -371,10 +378,7 @@ def observations(results: dict) -> list[str]:
         )
         by_depth = ", ".join(f"{m['depth']}: {a:.3f}" for m, a in zip(ms, accs, strict=True))
         lines.append(f"{family}: test accuracy {trend} with depth ({by_depth}).")
-    diverged = [r for r in results["final"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
-    return lines
+    return lines + diverged_lines(results["final"])
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

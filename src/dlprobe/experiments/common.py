@@ -75,3 +75,11 @@ def series(rows: Sequence[dict], x: str, y: str, run: str = "seed") -> tuple[lis
 
 def sci(v: float) -> str:
     return "nan" if v is None or not math.isfinite(v) else f"{v:.2e}"
+
+
+def diverged_lines(
+    rows: Sequence[dict], consequence: str = "were frozen (see results.json)"
+) -> list[str]:
+    """The report's line on runs whose loss turned NaN/inf, or nothing when there are none."""
+    n = sum(1 for r in rows if r["diverged"])
+    return [f"{n} run(s) diverged and {consequence}."] if n else []

@@ -24,7 +24,14 @@ from dlprobe.experiments.classification import (
     load_classification,
     mlp_spec,
 )
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import COLORS, joint_legend, mean_band, new_figure, twin_axis
 from dlprobe.measure.interpolate import classification_metrics, interpolate
 from dlprobe.models import MLP, describe_model, mlp_param_count
@@ -338,10 +345,7 @@ def observations(results: dict) -> list[str]:
                 f"training loss by {left:.3g} beyond m1 (α = {-d:g}) and by {right:.3g} beyond "
                 f"m2 (α = {1 + d:g}): along this line {flatter} sits in the flatter valley."
             )
-    diverged = [r for r in results["trained"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} trained model(s) diverged and were frozen.")
-    return lines
+    return lines + diverged_lines(results["trained"], "were frozen")
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

@@ -18,7 +18,14 @@ import torch
 
 from dlprobe.data import DATASETS, load_dataset
 from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
 from dlprobe.models import build_model, count_params, describe_model, solve_width
 from dlprobe.train import Population, TrainConfig
@@ -269,10 +276,7 @@ def observations(results: dict) -> list[str]:
         f"accuracy grows from {train_acc[0] - test_acc[0]:.3f} (smallest) to "
         f"{train_acc[-1] - test_acc[-1]:.3f} (largest)."
     )
-    diverged = [r for r in results["runs"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and are left out of the means.")
-    return lines
+    return lines + diverged_lines(results["runs"], "are left out of the means")
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

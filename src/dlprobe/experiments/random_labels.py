@@ -19,7 +19,14 @@ import numpy as np
 
 from dlprobe.data import CORRUPTION_MODES, DATASETS, Dataset, corrupt_labels, load_dataset
 from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
 from dlprobe.measure.critical import critical_sample_ratio
 from dlprobe.measure.norms import weight_norms
@@ -470,10 +477,7 @@ def observations(results: dict) -> list[str]:
             f"{name.capitalize()}: {lo:.3g} at 0% noise vs {hi:.3g} at {_pct(top)} "
             f"(means of {n}); correlation with the noise level r = {r:.2f} over {m} runs."
         )
-    diverged = [r for r in results["final"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
-    return lines
+    return lines + diverged_lines(results["final"])
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

@@ -33,7 +33,14 @@ from dlprobe.experiments.classification import (
     mlp_spec,
     probe_examples,
 )
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import (
     COLORS,
     batch_axis,
@@ -340,10 +347,7 @@ def observations(results: dict) -> list[str]:
             f"follows how far each model overfits (test loss {_at(results, 'test_loss', lo)[0]:.3g} "
             f"at batch {lo} vs {_at(results, 'test_loss', hi)[0]:.3g} at batch {hi} here)."
         )
-    diverged = [r for r in results["runs"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
-    return lines
+    return lines + diverged_lines(results["runs"])
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

@@ -31,7 +31,14 @@ from dlprobe.experiments.classification import (
     mlp_spec,
     probe_examples,
 )
-from dlprobe.experiments.common import check_common, group_rows, mean_std, model_seeds, require
+from dlprobe.experiments.common import (
+    check_common,
+    diverged_lines,
+    group_rows,
+    mean_std,
+    model_seeds,
+    require,
+)
 from dlprobe.experiments.plotting import (
     COLORS,
     batch_axis,
@@ -431,10 +438,7 @@ def observations(results: dict) -> list[str]:
         f"valley width {_spread(dinh, 'valley_width'):.1f}x: the same function can be made "
         "sharp or flat."
     )
-    diverged = [r for r in runs if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
-    return lines
+    return lines + diverged_lines(runs)
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ from dlprobe.data import FUNCTIONS, function_dataset
 from dlprobe.experiments.base import Experiment
 from dlprobe.experiments.common import (
     check_common,
+    diverged_lines,
     group_rows,
     model_seeds,
     parse_widths,
@@ -258,10 +259,7 @@ def observations(results: dict) -> list[str]:
             f"{depth[worst[0]]}-hidden-layer model; the single best run is a "
             f"{depth[best_seed[0]]}-hidden-layer model."
         )
-    diverged = [r for r in results["final"] if r["diverged"]]
-    if diverged:
-        lines.append(f"{len(diverged)} run(s) diverged and were frozen (see results.json).")
-    return lines
+    return lines + diverged_lines(results["final"])
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:
