@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 
 import pytest
@@ -116,9 +117,19 @@ def test_report_renders_in_a_real_browser(hw1, tmp_path_factory):
             ".filter(id => !document.getElementById(id))"
         )
         page.screenshot(path=str(shots / "report-first-screen.png"))
+        page.emulate_media(media="print")
+        breaks = page.evaluate(
+            "Array.from(document.querySelectorAll('section.experiment'))"
+            ".map(s => getComputedStyle(s).breakBefore)"
+        )
+        pdf = page.pdf(format="A4")
         browser.close()
     assert len(images) >= 2 * len(suite_ids("hw1"))
     assert all(done and width > 0 for done, width, _ in images), images
     assert broken_links == []
     assert errors == []
     assert (shots / "report-first-screen.png").stat().st_size > 10_000
+    # printed, every experiment starts a new page, so the PDF has more pages than experiments
+    assert breaks == ["page"] * len(suite_ids("hw1")), breaks
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert pages > len(suite_ids("hw1")), f"{pages} PDF pages"
