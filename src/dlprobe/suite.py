@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import traceback
 from datetime import datetime
@@ -77,18 +78,49 @@ def _suite_config(exp, profile: str, dataset: str | None, seed: int | None):
     return cfg
 
 
+def suite_help(name: str) -> str:
+    parts = "\n".join(f"  {heading}: {', '.join(ids)}" for _, heading, ids in SUITES[name])
+    return f"""usage: dlprobe run {name} [--profile smoke|quick|full] [--dataset NAME] [--device D]
+                       [--seed N] [--out DIR] [--resume] [--data-dir DIR] [--quiet]
+
+{TITLES[name]}.
+Runs every experiment below, each into its own sub-folder (a normal run folder), and
+writes one report.html at the top, in the homework's order:
+{parts}
+
+options:
+  --profile {{smoke,quick,full}}  scale of every experiment (default: quick)
+  --dataset NAME                replaces the dataset of every experiment that takes one
+  --device {{auto,cpu,cuda}}      where to compute (default: auto)
+  --seed N                      base seed of every experiment (default: each one's own)
+  --out DIR                     suite folder (default: runs/{name}-YYYYmmdd-HHMMSS)
+  --resume                      skip finished experiments and resume an interrupted one,
+                                in --out or the newest runs/{name}-*
+  --data-dir DIR                where downloadable datasets live
+  --quiet                       print only the progress lines and the final summary
+
+A failing experiment does not stop the others; the report shows its error and the exit
+code is 1. To change one experiment's settings, run it alone: dlprobe run ID --help."""
+
+
 def run_suite(ns, rest: list[str], wants_help: bool) -> int:
     """``dlprobe run hw1|lecture-indicators``; returns the exit code."""
     name = ns.id
     if wants_help:
-        print(f"dlprobe run {name}: {TITLES[name]}\nexperiments: {', '.join(suite_ids(name))}")
-        print("options: --profile, --dataset, --device, --seed, --out, --resume, --quiet")
+        print(suite_help(name))
         return 0
     if rest:
         raise DlprobeError(
             f"dlprobe run {name} takes no experiment settings ({' '.join(rest)}); "
             "run an experiment by its id to change them"
         )
+    if ns.config:
+        raise DlprobeError(
+            f"dlprobe run {name} takes no --config; repeat one experiment with "
+            f"`dlprobe run ID --config DIR/ID/config.json`, or a whole suite with --resume"
+        )
+    if ns.data_dir:
+        os.environ["DLPROBE_DATA_DIR"] = str(ns.data_dir)
     device = resolve_device(ns.device)
     if ns.resume:
         path = ns.out or _newest(name)

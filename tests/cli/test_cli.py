@@ -56,6 +56,8 @@ def test_datasets_lists_embedded_and_downloadable(capsys, tmp_path):
         (["run", "simulate-function", "--dataset", "mnist"], "takes no --dataset"),
         (["report", "/nonexistent/run"], "not a finished dlprobe run folder"),
         (["bench", "--sizes", "4", "0"], "population sizes >= 1"),
+        (["run", "hw1", "--config", "config.json"], "takes no --config"),
+        (["run", "hw1", "--epochs", "3"], "takes no experiment settings"),
         (["bench", "--steps", "0"], "--steps must be >= 1"),
     ],
 )
@@ -83,6 +85,17 @@ def test_bench_measures_both_ways_and_writes_json(tmp_path, capsys):
     assert result["matmul_peak_flops"] > 1e8
     assert result["hessians"] == {**result["hessians"], "models": 100, "parameters": 141}
     assert result["device"] == "cpu"
+
+
+def test_suite_help_lists_its_experiments_and_options(capsys):
+    from dlprobe.suite import suite_ids
+
+    assert main(["run", "hw1", "--help"]) == 0
+    out = capsys.readouterr().out
+    for eid in suite_ids("hw1"):
+        assert eid in out
+    for option in ("--profile", "--dataset", "--device", "--seed", "--out", "--resume"):
+        assert option in out
 
 
 def test_unknown_config_field_is_rejected(tmp_path):
