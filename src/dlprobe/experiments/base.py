@@ -52,7 +52,7 @@ class Experiment:
     observations: Callable  # (results) -> [sentence, ...]
     settings: Callable  # (config, results) -> [(setting, value), ...] for the report
     captions: dict = field(default_factory=dict)  # figure name -> caption
-    quick_minutes: float = 1.0  # estimated time of the quick profile on a 2-core laptop
+    quick_minutes: float = 1.0  # measured wall time of the quick profile on a 2-core CPU
     full_differs: str = ""  # how the quick profile differs from the homework's settings
 
     @property

@@ -401,7 +401,7 @@ EXPERIMENT = Experiment(
         "interpolation-learning-rate": "the same for θ1 trained with the small and θ2 with "
         "the large learning rate",
     },
-    quick_minutes=0.6,
+    quick_minutes=0.4,
     full_differs="mnist1d (2000 training examples, so that batch size 64 also nears a "
     "minimum within the budget; MLP 40-100-100-10) and 3000 steps per model instead of MNIST.",
 )

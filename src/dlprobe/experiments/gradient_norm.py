@@ -347,7 +347,7 @@ EXPERIMENT = Experiment(
         "geometric mean over seeds of a running median"
         for task in TASKS
     },
-    quick_minutes=0.5,
+    quick_minutes=0.1,
     full_differs="300 epochs on the function and 20 on mnist1d with 3 seeds; the full "
     "profile trains 1000 epochs on the function and 10 on MNIST with 5 seeds.",
 )

@@ -427,7 +427,7 @@ EXPERIMENT = Experiment(
         "mean size of the region a grid point lies in near the inputs divided by that "
         "elsewhere (above 1: larger regions near the data)",
     },
-    quick_minutes=0.5,
+    quick_minutes=0.2,
     full_differs="digits and 64-64 MLPs (30 epochs) on a 200x200 grid instead of MNIST, as in "
     "Novak et al. 2018, and 200-200 MLPs (20 epochs) on a 400x400 grid.",
 )

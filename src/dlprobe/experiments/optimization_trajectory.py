@@ -537,7 +537,7 @@ EXPERIMENT = Experiment(
         "final-distances": "L2 distance between the final weight vectors of every pair of "
         "events, as trained and after alignment; the twin's distance to event 0 drops to 0",
     },
-    quick_minutes=0.3,
+    quick_minutes=0.1,
     full_differs="digits (8x8 images) with a 64-16-16-10 MLP instead of MNIST; full uses "
     "MNIST with a 784-16-16-10 MLP.",
 )

@@ -545,7 +545,7 @@ EXPERIMENT = Experiment(
         "noise-complexity": "critical-sample ratio and weight norms of the final models vs "
         "label noise (dots: runs, line: mean, geometric on log axes)",
     },
-    quick_minutes=1.0,
+    quick_minutes=0.7,
     full_differs="scikit-learn's 8x8 digits (1347 training examples, 50 epochs) instead of "
     "MNIST (60 000 examples, 200 epochs in the full profile); same 3x256 MLP.",
 )

@@ -408,7 +408,7 @@ EXPERIMENT = Experiment(
         "sensitivity-sharpness": "the two sensitivity definitions and the sharpness against "
         "batch size; line = mean over seeds, band = min-max",
     },
-    quick_minutes=0.8,
+    quick_minutes=0.5,
     full_differs="mnist1d (1000 training examples, MLP 40-64-64-10) and 2000 steps per model "
     "instead of MNIST with batch sizes 8 to 4096 and the full set.",
 )

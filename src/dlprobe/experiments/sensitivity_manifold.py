@@ -474,7 +474,7 @@ EXPERIMENT = Experiment(
         "ratio": "per ellipse and model: mean sensitivity between the inputs divided by that "
         "within the window around them; above 1 = lower at the data",
     },
-    quick_minutes=0.5,
+    quick_minutes=0.2,
     full_differs="digits and 128-128 MLPs (30 epochs) instead of MNIST, as in Novak et al. "
     "2018, and 512-512 MLPs (20 epochs).",
 )

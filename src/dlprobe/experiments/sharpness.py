@@ -496,7 +496,7 @@ EXPERIMENT = Experiment(
         "dinh-rescaling": "left: each measure of the rescaled model relative to the "
         "original (log-log); right: its training and test loss and accuracy, unchanged",
     },
-    quick_minutes=0.8,
+    quick_minutes=0.6,
     full_differs="mnist1d (2000 training examples, MLP 40-32-32-10 with 2698 parameters), "
     "2000 steps and 2 seeds instead of MNIST with a 26 506-parameter model.",
 )
