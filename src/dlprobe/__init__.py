@@ -13,3 +13,11 @@ warnings.filterwarnings(
 
 class DlprobeError(ValueError):
     """Bad input from a user: the message says what was wrong and what is allowed."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``resume`` is the command that continues it."""
+
+    def __init__(self, resume: str):
+        super().__init__(resume)
+        self.resume = resume

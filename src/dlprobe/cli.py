@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from dlprobe import DlprobeError, __version__
+from dlprobe import DlprobeError, Interrupted, __version__
 
 COMMON_HELP = """common options of `dlprobe run ID`:
   --profile {smoke,quick,full}  scale of the run (default: quick)
@@ -161,7 +161,12 @@ def cmd_run(argv: list[str]) -> int:
     else:
         config, profile = _resolve_config(exp, ns, rest)
         path = ns.out or new_run_path(Path("runs"), exp.id)
-    outcome = run_experiment(exp, config, path, device, profile, resume=ns.resume, quiet=ns.quiet)
+    try:
+        outcome = run_experiment(
+            exp, config, path, device, profile, resume=ns.resume, quiet=ns.quiet
+        )
+    except KeyboardInterrupt as err:
+        raise Interrupted(f"dlprobe run {exp.id} --resume --out {path}") from err
     _print_outcome(exp.title, outcome)
     return 0
 
@@ -251,10 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     except DlprobeError as err:
         print(f"dlprobe: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        how = f": {err.resume}" if isinstance(err, Interrupted) else " --resume"
         print(
-            "\ndlprobe: interrupted; finished stages are kept, continue with --resume",
-            file=sys.stderr,
+            f"\ndlprobe: interrupted; finished stages are kept, continue with{how}", file=sys.stderr
         )
         return 130
 

@@ -17,7 +17,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from dlprobe import DlprobeError
+from dlprobe import DlprobeError, Interrupted
 from dlprobe.experiments.base import get_experiment
 from dlprobe.lab import environment_table, prepare_run_dir, run_experiment, run_section
 from dlprobe.report.html import esc, page, table
@@ -162,10 +162,10 @@ def run_suite(ns, rest: list[str], wants_help: bool) -> int:
             run_experiment(exp, cfg, sub, device, profile, resume=resume, quiet=ns.quiet)
             # wall time of the whole experiment: training, measurements, figures, report
             entry.update(status="done", seconds=time.perf_counter() - t0)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             entry.update(status="interrupted")
             write_json(path / "suite.json", state)
-            raise
+            raise Interrupted(f"dlprobe run {name} --resume --out {path}") from err
         except Exception as err:  # one failing experiment must not lose the others
             entry.update(
                 status="failed",

@@ -164,3 +164,26 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     assert _results(interrupted) == _results(reference)
     config = json.loads((interrupted / "config.json").read_text())
     assert config["config"]["epochs"] == 1500
+
+
+def test_ctrl_c_exits_130_and_prints_the_resume_command(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "DLPROBE_NO_PROGRESS": "1"}
+    args = ["run", "simulate-function", "--profile", "smoke", "--epochs", "3000", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlprobe.cli", *args, "--eval-every-epochs", "50"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "checkpoints").glob("*.pt")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"dlprobe run simulate-function --resume --out {out}" in stderr
+    assert "Traceback" not in stderr
