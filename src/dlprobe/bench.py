@@ -2,7 +2,8 @@
 
 Trains K identical small MLPs on mnist1d for the same number of optimizer steps, first
 one after another in a plain PyTorch loop (``train_plain``), then as one population
-(best of three timings each, after a warm-up), and prints model-steps per second, the speedup, and the achieved FLOP/s against a
+(best of five alternating timings each, after a warm-up; both end by evaluating every model on the
+training and test sets), and prints model-steps per second, the speedup, and the achieved FLOP/s against a
 matmul peak measured on the same machine in the same run.
 """
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
@@ -52,8 +54,19 @@ def flops_per_model_step(params: int, batch: int) -> float:
     return 6.0 * params * batch
 
 
+@torch.no_grad()
+def evaluate_plain(model: torch.nn.Module, data) -> list[float]:
+    """Cross-entropy and accuracy on the training and test sets, as a plain loop would."""
+    model.eval()
+    out = []
+    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        logits = model(x)
+        out += [F.cross_entropy(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()]
+    return out
+
+
 def bench_training(
-    sizes: list[int], steps: int, device: torch.device, repeats: int = 3
+    sizes: list[int], steps: int, device: torch.device, repeats: int = 5
 ) -> list[dict]:
     """Best of ``repeats`` timings of K plain trainings and of one population of K."""
     data = load_dataset("mnist1d", device=device).subset_train(steps * BATCH, seed=0)
@@ -63,28 +76,29 @@ def bench_training(
     def one_by_one(seeds: list[int]) -> None:
         for seed in seeds:
             torch.manual_seed(seed)
-            train_plain(MLP(WIDTHS).to(device), data, cfg, seed)
+            model = MLP(WIDTHS).to(device)
+            train_plain(model, data, cfg, seed)
+            evaluate_plain(model, data)  # what the population's history records at the end
 
     def population(seeds: list[int]) -> None:
         pop = Population(lambda: MLP(WIDTHS), seeds, device=device)
         train_population(pop, data, cfg)  # includes one evaluation of all models
 
-    def best_seconds(train, seeds: list[int]) -> float:
-        times = []
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            train(seeds)
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        return min(times)
+    def seconds(train, seeds: list[int]) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        train(seeds)
+        _sync(device)
+        return time.perf_counter() - t0
 
     one_by_one([0])  # warm-up: first calls pay for lazy initialisation
     population([0, 1])
     rows = []
     for k in sizes:
         seeds = list(range(k))
-        plain_s, pop_s = best_seconds(one_by_one, seeds), best_seconds(population, seeds)
+        # alternate the two so that both see the same moments of a shared machine; keep the best
+        pairs = [(seconds(one_by_one, seeds), seconds(population, seeds)) for _ in range(repeats)]
+        plain_s, pop_s = min(p for p, _ in pairs), min(q for _, q in pairs)
         model_steps = k * steps
         rows.append(
             {

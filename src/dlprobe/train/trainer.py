@@ -170,16 +170,18 @@ def train_population(
             idx = order[:, s * batch : (s + 1) * batch]  # (K, b)
             out = pop.forward(data.x_train[idx])  # (K, b, out)
             losses = per_model_losses(loss_fn, out, data.y_train[idx])  # (K,)
-            for k in torch.nonzero(~torch.isfinite(losses.detach()).cpu() & freezer.active):
-                hist.diverged_at_epoch[int(k)] = epoch
-                freezer.freeze(int(k))
-            active = freezer.active.to(device)
+            if not torch.isfinite(losses.detach()).all():  # one check per step, then per model
+                for k in torch.nonzero(~torch.isfinite(losses.detach()).cpu() & freezer.active):
+                    hist.diverged_at_epoch[int(k)] = epoch
+                    freezer.freeze(int(k))
             optimizer.zero_grad(set_to_none=False)
             if cfg.objective == "grad_norm_sq":
                 grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
-                objective = torch.where(active, _per_model_sq_norms(pop, params, grads), 0.0)
+                objective = _per_model_sq_norms(pop, params, grads)
             else:
-                objective = torch.where(active, losses, 0.0)
+                objective = losses
+            if not freezer.active.all():  # frozen models add nothing (not even NaN)
+                objective = torch.where(freezer.active.to(device), objective, 0.0)
             objective.sum().backward()
             if not freezer.active.all():  # a frozen model's NaN gradient must not reach
                 freezer.mask_grads()  # the optimizer state
