@@ -430,7 +430,7 @@ EXPERIMENT = Experiment(
         "train-accuracy": "training accuracy per epoch; line = mean over seeds, band = min-max",
         "test-accuracy": "test accuracy per epoch; line = mean over seeds, band = min-max",
     },
-    quick_minutes=0.7,
+    quick_minutes=0.6,
     full_differs="mnist1d (embedded, 1-D signals) and 20 epochs with 3 seeds instead of the "
     "homework's MNIST; the full profile trains on MNIST with 5 seeds.",
 )
