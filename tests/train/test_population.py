@@ -96,6 +96,11 @@ def test_diverging_model_is_frozen_and_others_continue():
     finals = hist.final("train_loss")
     assert math.isfinite(finals[0]) and math.isfinite(finals[2])
     assert finals[0] < hist.train_loss[0][0] or hist.epochs[0] == 1
+    records = hist.final_records()  # regression: no accuracy columns
+    assert [r["seed"] for r in records] == [0, 1, 2]
+    assert [r["diverged"] for r in records] == [False, True, False]
+    assert [r["train_loss"] for r in records[::2]] == finals[::2]
+    assert set(records[0]) == {"seed", "train_loss", "test_loss", "diverged"}
 
 
 def test_grad_norm_objective_reduces_gradient_norm_and_stops_models():

@@ -1,1 +1,2 @@
-"""One module per experiment id; see ``dlprobe.experiments.base`` for what each provides."""
+"""One module per experiment id, or a package (``protocol``, ``figures``, ``report``) for the
+larger ones; ``dlprobe.experiments.base`` says what each provides."""

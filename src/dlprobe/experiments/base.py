@@ -1,11 +1,13 @@
 """What every experiment provides, and the registry of experiment ids.
 
-An experiment is one module with a frozen ``Config`` dataclass (a comment on every
-field), three profiles (``smoke`` for tests, ``quick`` the default, ``full`` the
-homework's scale), ``run(config, run_dir) -> results`` (JSON-able tidy tables),
+An experiment is one module (or, when it grows, a package of ``protocol``, ``figures``
+and ``report`` modules) with a frozen ``Config`` dataclass (a comment on every field),
+three profiles (``smoke`` for tests, ``quick`` the default, ``full`` the homework's
+scale), ``run(config, run_dir) -> results`` (JSON-able tidy tables),
 ``figures(results) -> {name: Figure}``, ``summarize(results) -> headline numbers`` and
 ``observations(results) -> sentences`` computed from the results. It registers itself
-by defining ``EXPERIMENT = Experiment(...)``.
+by defining ``EXPERIMENT = Experiment(...)`` in the module or the package's
+``__init__``.
 """
 
 from __future__ import annotations
@@ -77,8 +79,7 @@ def override(config, overrides: dict):
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise DlprobeError(
-            f"unknown config field(s) {', '.join(unknown)} for {type(config).__module__}; "
-            f"valid: {', '.join(sorted(names))}"
+            f"unknown config field(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
         )
     return dataclasses.replace(config, **overrides)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from dlprobe.data import DATASETS, Dataset, load_dataset
-from dlprobe.experiments.common import require
+from dlprobe.experiments.common import group_rows, mean_std, require
 
 
 def epochs_for_steps(steps: int, batch_size: int, n_train: int) -> int:
@@ -72,3 +74,47 @@ def data_setting(cfg, data: dict) -> str:
     """The report's line on the data: name, training subset, test size."""
     subset = " (a seeded subset)" if cfg.train_subset else ""
     return f"{data['name']}: {data['n_train']} training examples{subset}, {data['n_test']} test"
+
+
+def classifier_settings(cfg, results: dict) -> list[tuple[str, str]]:
+    """Report rows for an MLP classifier trained by ``cfg``'s optimizer fields and seeds."""
+    m, d = results["model"], results["dataset"]
+    return [
+        (
+            "model",
+            f"MLP {'-'.join(map(str, m['widths']))} {m['activation']} ({m['params']} params)",
+        ),
+        ("data", f"{d['name']}: {d['n_train']} train / {d['n_test']} test"),
+        (
+            "optimizer",
+            f"{cfg.optimizer}, lr {cfg.lr:g}, batch {cfg.batch_size or 'full'}, "
+            f"{cfg.epochs} epochs",
+        ),
+        ("seeds", f"{cfg.seeds} model(s) (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1})"),
+    ]
+
+
+# -- results of runs over batch sizes: rows with ``batch_size``, ``seed`` and metrics ------
+
+
+def by_batch(results: dict, metric: str) -> tuple[list[int], np.ndarray]:
+    """Batch sizes (ascending) and an array (n_seeds, n_batch_sizes) of ``metric``."""
+    groups = group_rows(results["runs"], "batch_size")
+    sizes = sorted(b for (b,) in groups)
+    runs = np.array(
+        [[groups[(b,)][k][metric] for b in sizes] for k in range(len(results["seeds"]))],
+        dtype=float,
+    )
+    return sizes, runs
+
+
+def batch_trend(results: dict, metric: str) -> tuple[float, int]:
+    """Spearman correlation of ``metric`` with log batch size over all runs, and n."""
+    rows = [r for r in results["runs"] if r[metric] is not None and math.isfinite(r[metric])]
+    rho = spearmanr([math.log(r["batch_size"]) for r in rows], [r[metric] for r in rows])[0]
+    return float(rho), len(rows)
+
+
+def at_batch(results: dict, metric: str, batch: int) -> tuple[float, float]:
+    """Mean and standard deviation of ``metric`` over the seeds of one batch size."""
+    return mean_std(r[metric] for r in results["runs"] if r["batch_size"] == batch)

@@ -159,18 +159,7 @@ def run(cfg: Config, run_dir) -> dict:
         models.append({"label": label, "params": params, "spec": spec})
         pop = Population(lambda spec=spec: build_model(spec), seeds, run_dir.device)
         hist = run_dir.train(f"params-{params}", pop, data, train_cfg)
-        for k, seed in enumerate(seeds):
-            runs.append(
-                {
-                    "params": params,
-                    "seed": seed,
-                    **{
-                        m: hist.final(m)[k]
-                        for m in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
-                    },
-                    "diverged": k in hist.diverged,
-                }
-            )
+        runs += [{"params": params, **final} for final in hist.final_records()]
         run_dir.log(
             f"  {label}: {params} params, test accuracy {np.mean(hist.final('test_accuracy')):.3f}"
         )

@@ -138,18 +138,16 @@ def run(cfg: Config, run_dir) -> dict:
                     }
                     for x, y in zip(x_plot[:, 0].tolist(), y_hat[k].tolist(), strict=True)
                 ]
-                finals.append(
-                    {
-                        "function": fname,
-                        "model": m["label"],
-                        "depth": m["depth"],
-                        "params": m["params"],
-                        "seed": seed,
-                        "train_loss": hist.final("train_loss")[k],
-                        "test_loss": hist.final("test_loss")[k],
-                        "diverged": k in hist.diverged,
-                    }
-                )
+            finals += [
+                {
+                    "function": fname,
+                    "model": m["label"],
+                    "depth": m["depth"],
+                    "params": m["params"],
+                    **final,
+                }
+                for final in hist.final_records()
+            ]
     return {
         "models": models,
         "functions": [

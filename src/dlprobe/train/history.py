@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")  # per epoch, per model
+
 
 @dataclass
 class History:
@@ -44,13 +46,22 @@ class History:
         """Last recorded value of a per-epoch metric for every model."""
         return list(getattr(self, metric)[-1])
 
+    def final_records(self) -> list[dict]:
+        """Per model: its seed, the last recorded losses (and accuracies), and divergence."""
+        names = [n for n in METRICS if getattr(self, n)]
+        diverged = set(self.diverged)
+        return [
+            {"seed": seed, **{n: getattr(self, n)[-1][k] for n in names}, "diverged": k in diverged}
+            for k, seed in enumerate(self.seeds)
+        ]
+
     def epoch_records(self) -> list[dict]:
         """Tidy rows ``{epoch, model, seed, train_loss, test_loss, [accuracies], grad_norm}``."""
         rows = []
         for i, epoch in enumerate(self.epochs):
             for k, seed in enumerate(self.seeds):
                 row = {"epoch": epoch, "model": k, "seed": seed}
-                for name in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+                for name in METRICS:
                     values = getattr(self, name)
                     if values:
                         row[name] = values[i][k]

@@ -1,11 +1,4 @@
-"""HW1-1 deep vs shallow on a classification task: CNNs and MLPs of equal parameter count.
-
-Protocol: on one dataset, build MLPs with 1, 3 and 6 hidden layers and CNNs with 1, 2 and
-3 conv layers, every model solved for the same parameter budget (all counts within 2% of
-each other); train each as a population of seeds with the same optimizer and record the
-training and test loss and accuracy after every epoch. mnist1d (the default) is where the
-two families differ most: its signals are shifted and scaled, which convolutions absorb.
-"""
+"""actual-task: protocol (config, profiles, run) and helpers that read its results."""
 
 from __future__ import annotations
 
@@ -13,23 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib.ticker import MaxNLocator
 
 from dlprobe.data import DATASETS, load_dataset
-from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import (
-    check_common,
-    diverged_lines,
-    group_rows,
-    mean_std,
-    model_seeds,
-    require,
-)
-from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
+from dlprobe.experiments.common import check_common, model_seeds, require
 from dlprobe.models import (
     build_model,
     count_params,
-    describe_model,
     mlp_param_count,
     mlp_widths_for_budget,
     solve_width,
@@ -45,6 +27,8 @@ DEFAULT_BUDGETS = {
     "fashion-mnist": 30000,
     "cifar10": 100000,
 }
+
+
 MAX_SPREAD = 0.02  # largest allowed (max - min) / max of the parameter counts
 
 
@@ -236,19 +220,14 @@ def run(cfg: Config, run_dir) -> dict:
                     },
                 }
             )
-        for k, seed in enumerate(seeds):
+        for final in hist.final_records():
             finals.append(
                 {
                     "model": m["label"],
                     "family": m["family"],
                     "depth": m["depth"],
                     "params": m["params"],
-                    "seed": seed,
-                    **{
-                        name: hist.final(name)[k]
-                        for name in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-                    },
-                    "diverged": k in hist.diverged,
+                    **final,
                 }
             )
     return {
@@ -265,172 +244,3 @@ def run(cfg: Config, run_dir) -> dict:
         "final": finals,
         "seeds": seeds,
     }
-
-
-def _style(model: dict) -> str:
-    return "-" if model["family"] == "CNN" else "--"
-
-
-def figures(results: dict) -> dict:
-    figs = {}
-    by_model = group_rows(results["curves"], "model")
-    ds = results["dataset"]["name"]
-    panels = [
-        ("train-loss", "train_loss", "training loss (cross-entropy)", True),
-        ("train-accuracy", "train_accuracy", "training accuracy", False),
-        ("test-accuracy", "test_accuracy", "test accuracy", False),
-    ]
-    for name, metric, ylabel, log in panels:
-        fig, ax = new_figure(width=7.5, height=5.5)
-        for i, m in enumerate(results["models"]):
-            rows = by_model[(m["label"],)]
-            xs, runs = _series(rows, metric)
-            mean_band(ax, xs, runs, f"{m['label']}, {m['params']} params", COLORS[i], log=log)
-            ax.lines[-1].set_linestyle(_style(m))
-        if log:
-            ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(
-            xlabel="epoch",
-            ylabel=ylabel,
-            title=f"{ylabel.capitalize()} on {ds} (CNN solid, MLP dashed; band: min-max)",
-        )
-        ax.title.set_fontsize(10)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-        fig.tight_layout()
-        figs[name] = fig
-    return figs
-
-
-def _series(rows: list[dict], metric: str) -> tuple[list[int], np.ndarray]:
-    """(epochs, (n_seeds, n_epochs)) of one model's metric, epochs sorted."""
-    by_seed = group_rows(sorted(rows, key=lambda r: r["epoch"]), "seed")
-    xs = [r["epoch"] for r in next(iter(by_seed.values()))]
-    return xs, np.array([[r[metric] for r in rs] for rs in by_seed.values()], dtype=float)
-
-
-def _final_stats(results: dict) -> dict[str, dict[str, tuple[float, float]]]:
-    """model label -> metric -> (mean, std) over seeds of the final value."""
-    out = {}
-    for (label,), rows in group_rows(results["final"], "model").items():
-        out[label] = {
-            name: mean_std(r[name] for r in rows)
-            for name in ("train_loss", "train_accuracy", "test_accuracy")
-        }
-    return out
-
-
-def summarize(results: dict) -> dict:
-    n = len(results["seeds"])
-    out = {}
-    for label, s in _final_stats(results).items():
-        out[f"{label}: final train loss / train acc / test acc (mean of {n})"] = [
-            s["train_loss"][0],
-            s["train_accuracy"][0],
-            s["test_accuracy"][0],
-        ]
-    return out
-
-
-def observations(results: dict) -> list[str]:
-    models = results["models"]
-    n = len(results["seeds"])
-    stats = _final_stats(results)
-    params = [m["params"] for m in models]
-    lines = [
-        f"All {len(models)} models have {min(params)}-{max(params)} parameters (spread "
-        f"{100 * (max(params) - min(params)) / max(params):.1f}%), "
-        f"trained on {results['dataset']['name']} with {n} seeds each."
-    ]
-    for m in models:
-        s = stats[m["label"]]
-        lines.append(
-            f"{m['label']}: final training loss {s['train_loss'][0]:.3f}, training accuracy "
-            f"{s['train_accuracy'][0]:.3f}, test accuracy {s['test_accuracy'][0]:.3f} "
-            f"± {s['test_accuracy'][1]:.3f} (mean ± sd over {n} seeds)."
-        )
-    test = {m["label"]: stats[m["label"]]["test_accuracy"][0] for m in models}
-    best = max(models, key=lambda m: test[m["label"]])
-    lines.append(
-        f"Highest mean test accuracy: {best['label']} ({test[best['label']]:.3f}); "
-        f"lowest: {min(test, key=test.get)} ({min(test.values()):.3f})."
-    )
-    families = group_rows(models, "family")
-    if len(families) == 2:
-        top = {f: max(ms, key=lambda m: test[m["label"]]) for (f,), ms in families.items()}
-        cnn, mlp = top["CNN"], top["MLP"]
-        lines.append(
-            f"Best of each family: CNN {test[cnn['label']]:.3f} ({cnn['depth']} conv) vs MLP "
-            f"{test[mlp['label']]:.3f} ({mlp['depth']} hidden): a gap of "
-            f"{100 * (test[cnn['label']] - test[mlp['label']]):+.1f} points for the CNN."
-        )
-    for (family,), ms in families.items():
-        if len(ms) < 2:
-            continue
-        ms = sorted(ms, key=lambda m: m["depth"])
-        accs = [test[m["label"]] for m in ms]
-        trend = (
-            "rises"
-            if all(b > a for a, b in zip(accs, accs[1:], strict=False))
-            else "falls"
-            if all(b < a for a, b in zip(accs, accs[1:], strict=False))
-            else "is not monotonic"
-        )
-        by_depth = ", ".join(f"{m['depth']}: {a:.3f}" for m, a in zip(ms, accs, strict=True))
-        lines.append(f"{family}: test accuracy {trend} with depth ({by_depth}).")
-    return lines + diverged_lines(results["final"])
-
-
-def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:
-    ds = results["dataset"]
-    return [
-        (
-            "models",
-            "; ".join(
-                f"{describe_model(m['spec'])} ({m['params']} params)" for m in results["models"]
-            ),
-        ),
-        ("parameter budget", f"{results['budget']} (all counts within {MAX_SPREAD:.0%})"),
-        ("CNN", f"conv kernel {cfg.kernel_size}, max-pool 2 after each conv, one linear layer"),
-        (
-            "data",
-            f"{ds['name']}: {ds['n_train']} training / {ds['n_test']} test examples, "
-            f"input {'x'.join(map(str, ds['input_shape']))}, {ds['num_classes']} classes",
-        ),
-        (
-            "optimizer",
-            f"{cfg.optimizer}, lr {cfg.lr:g}, batch "
-            f"{'full' if cfg.batch_size == 0 else cfg.batch_size}, cross-entropy loss",
-        ),
-        ("epochs", str(cfg.epochs)),
-        (
-            "seeds",
-            f"{cfg.seeds} per model (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}), "
-            "trained as one population",
-        ),
-    ]
-
-
-EXPERIMENT = Experiment(
-    id="actual-task",
-    homework="HW1-1",
-    title="Deep vs shallow on a classification task",
-    question="With the same number of parameters, do deeper networks, and CNNs rather than "
-    "MLPs, learn a real classification task better?",
-    config_cls=Config,
-    profiles=PROFILES,
-    run=run,
-    figures=figures,
-    summarize=summarize,
-    observations=observations,
-    settings=settings,
-    captions={
-        "train-loss": "training loss per epoch (log scale) of every model; line = geometric "
-        "mean over seeds, band = min-max; CNNs solid, MLPs dashed",
-        "train-accuracy": "training accuracy per epoch; line = mean over seeds, band = min-max",
-        "test-accuracy": "test accuracy per epoch; line = mean over seeds, band = min-max",
-    },
-    quick_minutes=0.6,
-    full_differs="mnist1d (embedded, 1-D signals) and 20 epochs with 3 seeds instead of the "
-    "homework's MNIST; the full profile trains on MNIST with 5 seeds.",
-)
