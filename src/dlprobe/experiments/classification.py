@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 from dlprobe.data import DATASETS, Dataset, load_dataset
 from dlprobe.experiments.common import group_rows, mean_std, require
+from dlprobe.models import describe_model
 
 
 def epochs_for_steps(steps: int, batch_size: int, n_train: int) -> int:
@@ -118,3 +119,26 @@ def batch_trend(results: dict, metric: str) -> tuple[float, int]:
 def at_batch(results: dict, metric: str, batch: int) -> tuple[float, float]:
     """Mean and standard deviation of ``metric`` over the seeds of one batch size."""
     return mean_std(r[metric] for r in results["runs"] if r["batch_size"] == batch)
+
+
+def batch_sweep_settings(cfg, results: dict) -> list[tuple[str, str]]:
+    """Report rows shared by the batch-size sweeps: model, data, batches, training, seeds."""
+    steps = group_rows(results["runs"], "batch_size")
+    return [
+        ("model", f"{describe_model(results['model'])} ({results['model_params']} params)"),
+        ("data", data_setting(cfg, results["data"])),
+        ("batch sizes", ", ".join(str(b) for (b,) in steps)),
+        ("optimizer", f"{cfg.optimizer}, lr {cfg.lr:g}, constant"),
+        (
+            "training length",
+            f"about {cfg.steps} optimizer steps for every batch size (whole epochs): "
+            + ", ".join(
+                f"{b}: {rs[0]['steps']} steps = {rs[0]['epochs']} epochs"
+                for (b,), rs in steps.items()
+            ),
+        ),
+        (
+            "seeds",
+            f"{len(results['seeds'])} per batch size ({cfg.seed}..{cfg.seed + cfg.seeds - 1})",
+        ),
+    ]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from scipy.stats import spearmanr
 
-from dlprobe.experiments.classification import at_batch, batch_trend, data_setting
-from dlprobe.experiments.common import diverged_lines, group_rows
+from dlprobe.experiments.classification import (
+    at_batch,
+    batch_sweep_settings,
+    batch_trend,
+)
+from dlprobe.experiments.common import diverged_lines
 from dlprobe.experiments.sharpness.protocol import MEASURES, Config
-from dlprobe.models import describe_model
 
 
 def _spread(rows: list[dict], metric: str) -> float:
@@ -84,23 +87,9 @@ def observations(results: dict) -> list[str]:
 
 
 def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:
-    m, d = results["model"], results["data"]
-    steps = group_rows(results["runs"], "batch_size")
     src = results["dinh_source"]
     return [
-        (
-            "model",
-            f"{describe_model(m)} ({results['model_params']} params)",
-        ),
-        ("data", data_setting(cfg, d)),
-        ("batch sizes", ", ".join(str(b) for (b,) in steps)),
-        ("optimizer", f"{cfg.optimizer}, lr {cfg.lr:g}, constant"),
-        (
-            "training length",
-            f"about {cfg.steps} optimizer steps for every batch size (whole epochs): "
-            + ", ".join(f"{b}: {rs[0]['epochs']} epochs" for (b,), rs in steps.items()),
-        ),
-        ("seeds", f"{len(results['seeds'])} per batch size"),
+        *batch_sweep_settings(cfg, results),
         (
             "sharpness",
             f"ε = {cfg.epsilon:g} on {results['sharpness_examples']} training examples, "
