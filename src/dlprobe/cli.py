@@ -1,10 +1,14 @@
-"""The ``dlprobe`` command: thin parsing on top of experiments, runs and reports."""
+"""The ``dlprobe`` command: thin parsing on top of experiments, runs and reports.
+
+Every failure is one line on stderr: bad input exits 2, a failure of the environment
+(disk full, permissions) exits 1 and says that ``--resume`` continues, Ctrl-C exits 130
+with the command that continues. ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
+import errno
 import sys
 from pathlib import Path
 
@@ -12,30 +16,59 @@ from dlprobe import DlprobeError, Interrupted, __version__
 
 COMMON_HELP = """common options of `dlprobe run ID`:
   --profile {smoke,quick,full}  scale of the run (default: quick)
-  --dataset NAME                dataset, for experiments that take one (see `dlprobe datasets`)
   --device {auto,cpu,cuda}      where to compute (default: auto)
-  --seed N                      base seed; model i uses seed N+i
   --out DIR                     run folder (default: runs/ID-YYYYmmdd-HHMMSS)
   --resume                      continue the run in --out (or the newest runs/ID-*)
-  --config FILE                 take the config of an earlier run's config.json
+  --config FILE                 start from the settings of an earlier run's config.json
   --data-dir DIR                where downloadable datasets live
   --quiet                       print only the final summary
+  --debug                       show a traceback when something fails
 """
 
+_VALUED = ("--profile", "--device", "--out", "--config", "--data-dir")
+_FLAGS = ("--resume", "--quiet", "--debug", "--help", "-h")
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dlprobe run", add_help=False)
-    p.add_argument("id")
-    p.add_argument("--profile", default=None, choices=["smoke", "quick", "full"])
-    p.add_argument("--dataset")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--config", type=Path)
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--quiet", action="store_true")
-    return p
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one-line DlprobeErrors."""
+
+    def error(self, message: str):
+        raise DlprobeError(message)
+
+
+def _split_run_args(argv: list[str]) -> tuple[str, dict, list[str]]:
+    """(id, common options, the experiment's own settings) of ``dlprobe run``."""
+    if not argv or argv[0].startswith("-"):
+        raise DlprobeError(
+            "usage: dlprobe run ID [options] [--SETTING VALUE ...]; see `dlprobe list`"
+        )
+    run_id, opts, settings = argv[0], {}, []
+    i = 1
+    while i < len(argv):
+        token = argv[i]
+        name, eq, inline = token.partition("=")
+        if name in _VALUED:
+            if eq:
+                value = inline
+            elif i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            else:
+                raise DlprobeError(f"{name} needs a value")
+            opts[name[2:].replace("-", "_")] = value
+        elif token in _FLAGS:
+            opts["help" if token == "-h" else token[2:]] = True
+        else:
+            settings.append(token)
+        i += 1
+    if "profile" in opts and opts["profile"] not in ("smoke", "quick", "full"):
+        raise DlprobeError(f"unknown profile {opts['profile']!r}; valid: smoke, quick, full")
+    for key in ("out", "config", "data_dir"):
+        if key in opts:
+            if not opts[key]:
+                raise DlprobeError(f"--{key.replace('_', '-')} needs a path")
+            opts[key] = Path(opts[key])
+    return run_id, opts, settings
 
 
 def _console():
@@ -49,13 +82,13 @@ def _console():
 def cmd_list(_args) -> int:
     from rich.table import Table
 
-    from dlprobe.experiments.base import registry
+    from dlprobe.experiments.kit import registry
 
     t = Table(title="dlprobe experiments")
     for col in ("id", "item", "title", "default data", "quick (min)"):
         t.add_column(col, no_wrap=col != "title")
     for exp in registry().values():
-        t.add_row(exp.id, exp.homework, exp.title, exp.default_dataset, f"{exp.quick_minutes:g}")
+        t.add_row(exp.id, exp.item, exp.title, exp.default_dataset, f"{exp.quick_minutes:g}")
     _console().print(t)
     print("Run one with `dlprobe run ID`; `dlprobe run ID --help` lists its settings.")
     return 0
@@ -82,107 +115,107 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def _resolve_config(exp, ns, rest: list[str]):
-    import tyro
-
-    from dlprobe.experiments.base import config_from_dict, override
-    from dlprobe.runs import read_json
-
-    profile = ns.profile or "quick"
-    if ns.config:
-        saved = read_json(ns.config)
-        if saved.get("experiment") != exp.id:
-            raise DlprobeError(
-                f"{ns.config} is a config of {saved.get('experiment')}, not {exp.id}"
-            )
-        base = config_from_dict(exp.config_cls, saved["config"])
-        profile = ns.profile or saved.get("profile", "quick")
-    else:
-        base = exp.config(profile)
-    fields = {f.name for f in dataclasses.fields(base)}
-    if ns.dataset is not None:
-        if "dataset" not in fields:
-            raise DlprobeError(f"experiment {exp.id} takes no --dataset")
-        base = override(base, {"dataset": ns.dataset})
-    if ns.seed is not None:
-        base = override(base, {"seed": ns.seed})
-    config = tyro.cli(
-        exp.config_cls,
-        default=base,
-        args=rest,
-        prog=f"dlprobe run {exp.id}",
-        config=(tyro.conf.FlagConversionOff,),
-    )
-    if hasattr(config, "validate"):
-        config.validate()
-    return config, profile
-
-
-def _newest_run(exp_id: str) -> Path:
-    runs = sorted(Path("runs").glob(f"{exp_id}-*"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise DlprobeError(f"--resume: no runs/{exp_id}-* folder to resume; give --out DIR")
-    return runs[-1]
-
-
 def cmd_run(argv: list[str]) -> int:
-    from dlprobe.experiments.base import get_experiment
-    from dlprobe.lab import run_experiment
-    from dlprobe.runs import new_run_path, resolve_device
+    from dlprobe.config import help_text
+    from dlprobe.experiments.kit import SUITES, get_experiment
+    from dlprobe.lab import plan_run, run_experiment
+    from dlprobe.runs import resolve_device
 
-    wants_help = any(a in ("-h", "--help") for a in argv)
-    argv = [a for a in argv if a not in ("-h", "--help")]
-    if not argv or argv[0].startswith("-"):
-        print("usage: dlprobe run ID [options] [--FIELD VALUE ...]\n")
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: dlprobe run ID [options] [--SETTING VALUE ...]\n")
         print(COMMON_HELP)
-        print("IDs: see `dlprobe list`.")
-        return 0 if wants_help else 2
-    ns, rest = _run_parser().parse_known_args(argv)
-    if ns.id in SUITE_IDS:
-        from dlprobe.suite import run_suite
-
-        return run_suite(ns, rest, wants_help)
-    exp = get_experiment(ns.id)
-    if wants_help:
-        print(f"{exp.id} ({exp.homework}): {exp.title}\n{exp.question}\n")
+        print("IDs: see `dlprobe list`; suites: " + ", ".join(s.id for s in SUITES))
+        return 0 if argv else 2
+    run_id, opts, settings = _split_run_args(argv)
+    suite = next((s for s in SUITES if s.id == run_id), None)
+    if suite is not None:
+        return _run_suite(suite, opts, settings)
+    exp = get_experiment(run_id)
+    if opts.get("help"):
+        print(f"{exp.id} ({exp.item}): {exp.title}\n{exp.question}\n")
         print(COMMON_HELP)
-        print("settings of this experiment (defaults of the chosen profile):")
-        with contextlib.suppress(SystemExit):  # tyro exits after printing the help
-            _resolve_config(exp, ns, [*rest, "--help"])
+        print(f"settings of {exp.id} (defaults of the {opts.get('profile', 'quick')} profile):")
+        print(help_text(exp.make_config(opts.get("profile", "quick"))))
         return 0
-    if ns.data_dir:
-        import os
-
-        os.environ["DLPROBE_DATA_DIR"] = str(ns.data_dir)
-    device = resolve_device(ns.device)
-    if ns.resume:
-        path = ns.out or _newest_run(exp.id)
-        config, profile = exp.config("quick"), "quick"  # replaced by the folder's config.json
-    else:
-        config, profile = _resolve_config(exp, ns, rest)
-        path = ns.out or new_run_path(Path("runs"), exp.id)
+    plan = plan_run(
+        exp,
+        profile=opts.get("profile"),
+        settings=settings,
+        config_file=opts.get("config"),
+        out=opts.get("out"),
+        resume=opts.get("resume", False),
+    )
+    device = resolve_device(opts.get("device", "auto"))
     try:
-        outcome = run_experiment(
-            exp, config, path, device, profile, resume=ns.resume, quiet=ns.quiet
-        )
+        outcome = run_experiment(plan, device, opts.get("data_dir"), quiet=opts.get("quiet", False))
     except KeyboardInterrupt as err:
-        raise Interrupted(f"dlprobe run {exp.id} --resume --out {path}") from err
+        raise Interrupted(f"dlprobe run {exp.id} --resume --out {plan.path}") from err
+    except OSError as err:
+        err.resume = f"dlprobe run {exp.id} --resume --out {plan.path}"
+        raise
     _print_outcome(exp.title, outcome)
     return 0
 
 
+def _run_suite(suite, opts: dict, settings: list[str]) -> int:
+    from dlprobe.runs import resolve_device
+    from dlprobe.suite import run_suite, suite_help
+
+    if opts.get("help"):
+        print(suite_help(suite))
+        return 0
+    if opts.get("config"):
+        raise DlprobeError(
+            f"dlprobe run {suite.id} takes no --config; repeat one experiment with "
+            f"`dlprobe run ID --config DIR/ID/config.json`, or a whole suite with --resume"
+        )
+    dataset = seed = None
+    rest = list(settings)
+    while rest:
+        name = rest.pop(0)
+        if name in ("--dataset", "--seed") and rest:
+            value = rest.pop(0)
+            if name == "--dataset":
+                dataset = value
+            else:
+                try:
+                    seed = int(value)
+                except ValueError:
+                    raise DlprobeError(f"--seed must be an integer, got {value!r}") from None
+        else:
+            raise DlprobeError(
+                f"dlprobe run {suite.id} takes no experiment settings ({' '.join(settings)}); "
+                "run an experiment by its id to change them"
+            )
+    out = opts.get("out")
+    try:
+        return run_suite(
+            suite,
+            resolve_device(opts.get("device", "auto")),
+            profile=opts.get("profile"),
+            dataset=dataset,
+            seed=seed,
+            out=out,
+            resume=opts.get("resume", False),
+            data_dir=opts.get("data_dir"),
+            quiet=opts.get("quiet", False),
+        )
+    except OSError as err:
+        err.resume = f"dlprobe run {suite.id} --resume" + (f" --out {out}" if out else "")
+        raise
+
+
 def _print_outcome(title: str, outcome) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from dlprobe.report.html import fmt
 
-    console = Console()
+    console = _console()
     t = Table(title=f"{title}: summary", show_header=False)
-    for k, v in outcome.summary.items():
+    for k, v in outcome.notes.summary.items():
         t.add_row(k, fmt(v))
     console.print(t)
-    for line in outcome.observations:
+    for line in outcome.notes.observations:
         console.print(f"• {line}", highlight=False)
     console.print(f"time: {outcome.seconds:.1f} s")
     console.print(
@@ -191,15 +224,14 @@ def _print_outcome(title: str, outcome) -> None:
 
 
 def cmd_report(args) -> int:
-    from dlprobe.lab import finalize
+    from dlprobe.report.run import write_run_report
+    from dlprobe.report.suite import write_suite_report
 
     path = Path(args.run_dir)
     if (path / "suite.json").exists():
-        from dlprobe.suite import write_suite_report
-
         write_suite_report(path)
     else:
-        finalize(path)
+        write_run_report(path)
     print(f"report: {(path / 'report.html').resolve()}")
     return 0
 
@@ -211,12 +243,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-SUITE_IDS = ("hw1", "lecture-indicators")
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
         prog="dlprobe",
         description="Experiments of a deep-learning-theory course, with probes for any model.",
     )
@@ -224,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("list", help="experiments with their homework item and quick time")
     sub.add_parser(
-        "run", help="run an experiment: dlprobe run ID [options] (see run --help)", add_help=False
+        "run", help="run an experiment or a suite: dlprobe run ID [options]", add_help=False
     )
     rep = sub.add_parser("report", help="redraw figures and report.html of a run folder")
     rep.add_argument("run_dir")
+    rep.add_argument("--debug", action="store_true", help="show a traceback on failure")
     ds = sub.add_parser("datasets", help="datasets: embedded or not, present or not, where")
     ds.add_argument("--data-dir", type=Path)
     b = sub.add_parser("bench", help="population vs one-by-one training speed, Hessian timing")
@@ -239,10 +268,30 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"
     )
+    b.add_argument("--debug", action="store_true", help="show a traceback on failure")
+    return parser
+
+
+def _environment_failure(err: OSError) -> str:
+    what = {
+        errno.ENOSPC: "the disk is full",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EDQUOT: "the disk quota is exceeded",
+    }.get(err.errno, err.strerror or type(err).__name__)
+    where = f" ({err.filename})" if err.filename else ""
+    resume = getattr(err, "resume", None)
+    after = f"; after fixing it, continue with: {resume}" if resume else ""
+    return f"dlprobe: cannot write{where}: {what}{after}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     try:
         if argv and argv[0] == "run":
             return cmd_run(argv[1:])
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
         handlers = {
             "list": cmd_list,
             "datasets": cmd_datasets,
@@ -250,10 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             "bench": cmd_bench,
         }
         if args.command is None:
-            parser.print_help()
+            _parser().print_help()
             return 0
         return handlers[args.command](args)
     except DlprobeError as err:
+        if debug:
+            raise
         print(f"dlprobe: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
@@ -262,6 +313,19 @@ def main(argv: list[str] | None = None) -> int:
             f"\ndlprobe: interrupted; finished stages are kept, continue with{how}", file=sys.stderr
         )
         return 130
+    except OSError as err:
+        if debug:
+            raise
+        print(_environment_failure(err), file=sys.stderr)
+        return 1
+    except Exception as err:
+        if debug:
+            raise
+        print(
+            f"dlprobe: failed: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,16 @@
-"""Run an experiment end to end into a run folder, and redraw a run folder from its results."""
+"""Run an experiment end to end into a run folder.
+
+``plan_run`` decides everything before anything is written: the config (a profile, an
+earlier run's config.json, command-line settings), the folder, and whether this resumes a
+run. ``run_experiment`` then trains and measures through a ``RunContext``, saves
+``results.json`` and writes the report (dlprobe.report.run). A new folder that a failed
+run leaves with nothing computed in it is removed again, so a retry with the same
+``--out`` works.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -12,150 +20,136 @@ from pathlib import Path
 import torch
 
 from dlprobe import DlprobeError
-from dlprobe.experiments.base import Experiment, config_from_dict, get_experiment
-from dlprobe.experiments.plotting import close_all
-from dlprobe.report.html import esc, figure_png, page, table
-from dlprobe.report.section import experiment_section
-from dlprobe.runs import RunDir, environment, read_json, write_bytes, write_json
+from dlprobe.config import from_dict, parse_args, to_dict, validate
+from dlprobe.experiments.kit import Experiment, Notes, RunContext
+from dlprobe.report.run import write_run_report
+from dlprobe.runs import environment, new_run_path, read_json, write_json
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    exp: Experiment
+    config: object
+    profile: str
+    path: Path
+    resume: bool
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     path: Path
-    summary: dict
-    observations: list[str]
+    notes: Notes
     seconds: float
 
 
-def prepare_run_dir(path: Path, resume: bool) -> None:
-    """A new run never overwrites an existing folder; ``resume`` needs one with a config."""
+def newest_run(root: Path, name: str) -> Path:
+    """The most recent ``root/NAME-*`` folder, for ``--resume`` without ``--out``."""
+    runs = sorted(Path(root).glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise DlprobeError(f"--resume: no {Path(root) / name}-* folder to resume; give --out DIR")
+    return runs[-1]
+
+
+def check_new_folder(path: Path) -> None:
+    """A new run needs a folder that does not exist yet, or an empty one."""
     path = Path(path)
-    if resume:
-        if not (path / "config.json").exists():
-            raise DlprobeError(f"cannot resume {path}: it has no config.json (not a run folder)")
-        return
-    if path.exists() and any(path.iterdir()):
+    if str(path) in ("", "."):
+        raise DlprobeError("--out needs a folder name")
+    if path.exists() and not path.is_dir():
+        raise DlprobeError(f"--out {path} is a file; give a folder")
+    if path.is_dir() and any(path.iterdir()):
         raise DlprobeError(
             f"{path} already exists and is not empty; choose another --out, or add --resume "
             "to continue that run"
         )
 
 
-def run_experiment(
+def saved_config(exp: Experiment, path: Path) -> tuple[object, str]:
+    """(config, profile) from a run's config.json, checked to be a run of ``exp``."""
+    info = read_json(path, what="config.json")
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise DlprobeError(f'{path} is not a dlprobe config.json (no "config" object in it)')
+    if info.get("experiment") != exp.id:
+        raise DlprobeError(f"{path} is a config of {info.get('experiment')}, not of {exp.id}")
+    config = from_dict(exp.config, info["config"])
+    validate(config)
+    return config, info.get("profile", "quick")
+
+
+def plan_run(
     exp: Experiment,
-    config,
-    path: Path,
-    device: torch.device,
-    profile: str,
+    profile: str | None = None,
+    settings: list[str] | None = None,
+    config_file: Path | None = None,
+    out: Path | None = None,
     resume: bool = False,
-    quiet: bool = False,
+    runs_root: Path = Path("runs"),
+) -> RunPlan:
+    """Everything a run needs, checked; nothing is written."""
+    settings = settings or []
+    if resume:
+        given = [f for f, v in (("--profile", profile), ("--config", config_file)) if v]
+        if given or settings:
+            raise DlprobeError(
+                "--resume continues a run with the settings saved in its folder; drop "
+                f"{' '.join(given + settings)}"
+            )
+        path = Path(out) if out is not None else newest_run(runs_root, exp.id)
+        if not (path / "config.json").is_file():
+            raise DlprobeError(f"cannot resume {path}: it has no config.json (not a run folder)")
+        config, saved_profile = saved_config(exp, path / "config.json")
+        return RunPlan(exp, config, saved_profile, path, resume=True)
+    if config_file is not None:
+        base, saved_profile = saved_config(exp, Path(config_file))
+        profile = profile or saved_profile
+        if profile != saved_profile:
+            raise DlprobeError(
+                f"--config gives the {saved_profile} profile's settings; drop --profile "
+                "(change single settings with --NAME VALUE instead)"
+            )
+    else:
+        profile = profile or "quick"
+        base = exp.make_config(profile)
+    config = parse_args(base, settings)
+    validate(config)
+    path = Path(out) if out is not None else new_run_path(runs_root, exp.id)
+    check_new_folder(path)
+    return RunPlan(exp, config, profile, path, resume=False)
+
+
+def run_experiment(
+    plan: RunPlan, device: torch.device, data_dir: Path | None = None, quiet: bool = False
 ) -> RunOutcome:
     """Train, measure, save results, draw figures and write the report of one run."""
-    prepare_run_dir(path, resume)
-    if resume:
-        saved = read_json(Path(path) / "config.json")
-        if saved["experiment"] != exp.id:
-            raise DlprobeError(f"{path} is a run of {saved['experiment']}, not of {exp.id}")
-        config = config_from_dict(exp.config_cls, saved["config"])
-        profile = saved["profile"]
-    run = RunDir(path, device, quiet=quiet)
-    info = {
-        "experiment": exp.id,
-        "profile": profile,
-        "config": dataclasses.asdict(config),
-        "device": str(device),
-        "environment": environment(),
-        "command": sys.argv,
-        "created": datetime.now().isoformat(timespec="seconds"),
-    }
-    if not resume:
-        write_json(run.path / "config.json", info)
-    run.log(f"{exp.id} ({profile} profile) on {device} -> {run.path}")
-    t0 = time.perf_counter()
-    with run.progress():
-        results = exp.run(config, run)
-    seconds = time.perf_counter() - t0
+    exp, path = plan.exp, Path(plan.path)
+    fresh = not path.exists()
+    ctx = RunContext(path, device, data_dir=data_dir, quiet=quiet)
+    try:
+        if not plan.resume:
+            write_json(
+                path / "config.json",
+                {
+                    "experiment": exp.id,
+                    "profile": plan.profile,
+                    "config": to_dict(plan.config),
+                    "device": str(device),
+                    "environment": environment(),
+                    "command": sys.argv,
+                    "created": datetime.now().isoformat(timespec="seconds"),
+                },
+            )
+        ctx.log(f"{exp.id} ({plan.profile} profile) on {device} -> {path}")
+        t0 = time.perf_counter()
+        with ctx.progress():
+            results = exp.run(plan.config, ctx)
+        seconds = time.perf_counter() - t0
+    except DlprobeError:
+        if fresh and not any(ctx.checkpoints.glob("*.done.pt")):
+            shutil.rmtree(path, ignore_errors=True)  # nothing computed: leave no folder
+        raise
     write_json(
-        run.path / "results.json",
-        {"experiment": exp.id, "results": results, "run_seconds": seconds},
+        path / "results.json", {"experiment": exp.id, "results": results, "run_seconds": seconds}
     )
-    summary, observations = finalize(run.path)
-    run.log(f"finished in {seconds:.1f} s; report: {run.path / 'report.html'}")
-    return RunOutcome(run.path, summary, observations, seconds)
-
-
-def load_run(path: Path) -> tuple[Experiment, dict, dict]:
-    path = Path(path)
-    for name in ("config.json", "results.json"):
-        if not (path / name).exists():
-            raise DlprobeError(f"{path} has no {name}: not a finished dlprobe run folder")
-    info = read_json(path / "config.json")
-    saved = read_json(path / "results.json")
-    return get_experiment(info["experiment"]), info, saved
-
-
-def finalize(path: Path) -> tuple[dict, list[str]]:
-    """From results.json alone: figures/*.png, summary.json and report.html."""
-    path = Path(path)
-    exp, info, saved = load_run(path)
-    t0 = time.perf_counter()
-    pngs = {name: figure_png(fig) for name, fig in exp.figures(saved["results"]).items()}
-    close_all()
-    for old in (path / "figures").glob("*.png"):
-        if old.stem not in pngs:
-            old.unlink()
-    for name, png in pngs.items():
-        write_bytes(path / "figures" / f"{name}.png", png)
-    summary = exp.summarize(saved["results"])
-    observations = exp.observations(saved["results"])
-    timings = {"run_seconds": saved.get("run_seconds"), "figure_seconds": time.perf_counter() - t0}
-    write_json(
-        path / "summary.json",
-        {
-            "experiment": exp.id,
-            "profile": info["profile"],
-            "summary": summary,
-            "observations": observations,
-            "figures": list(pngs),
-            "timings": timings,
-        },
-    )
-    body = (
-        f"<h1>dlprobe · {esc(exp.title)}</h1>{run_section(path)}"
-        f"<h2 id='environment'>Environment and timings</h2>{environment_table(info, timings)}"
-        f"<p class='muted'>Reproduce with <code>dlprobe run {esc(exp.id)} --config "
-        f"config.json</code>; redraw with <code>dlprobe report {esc(path.name)}</code>.</p>"
-    )
-    write_bytes(path / "report.html", page(f"dlprobe {exp.id}", body).encode())
-    return summary, observations
-
-
-def run_section(path: Path, heading: str = "h2", link_prefix: str = "") -> str:
-    """The report section of a finished run folder, from its saved files and figures."""
-    path = Path(path)
-    exp, info, saved = load_run(path)
-    summary = read_json(path / "summary.json")
-    config = config_from_dict(exp.config_cls, info["config"])
-    pngs = {name: (path / "figures" / f"{name}.png").read_bytes() for name in summary["figures"]}
-    return experiment_section(
-        exp,
-        info,
-        summary["summary"],
-        summary["observations"],
-        pngs,
-        exp.settings(config, saved["results"]),
-        heading=heading,
-        results_link=f"{link_prefix}results.json",
-    )
-
-
-def environment_table(info: dict, timings: dict) -> str:
-    rows = [
-        ("profile", info["profile"]),
-        ("device", info["device"]),
-        ("run time", f"{timings['run_seconds']:.1f} s" if timings.get("run_seconds") else "-"),
-        ("created", info["created"]),
-        ("command", " ".join(info.get("command", []))),
-        *info["environment"].items(),
-    ]
-    return table(rows, header=["environment", ""])
+    notes = write_run_report(path)
+    ctx.log(f"finished in {seconds:.1f} s; report: {path / 'report.html'}")
+    return RunOutcome(path, notes, seconds)

@@ -1,91 +1,39 @@
-"""Suites: every experiment of a homework into one folder with one report.
+"""Suites: every experiment of a homework or lecture into one folder with one report.
 
 ``dlprobe run hw1`` runs the HW1 experiments in the homework's order into
 ``runs/hw1-TIMESTAMP/`` (one normal run folder per experiment) and writes one
-``report.html`` at the top. A failing experiment does not stop the others; the report
-shows the failure and the exit code is 1. ``--resume`` skips finished experiments and
-resumes an interrupted one.
+``report.html`` at the top. Every experiment's config is checked before anything runs. A
+failing experiment does not stop the others; the report shows the failure and the exit
+code is 1. ``--resume`` skips finished experiments and resumes an interrupted one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import time
 import traceback
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 from dlprobe import DlprobeError, Interrupted
-from dlprobe.experiments.base import get_experiment
-from dlprobe.lab import environment_table, prepare_run_dir, run_experiment, run_section
-from dlprobe.report.html import esc, page, table
-from dlprobe.runs import (
-    environment,
-    new_run_path,
-    read_json,
-    resolve_device,
-    write_bytes,
-    write_json,
-)
-
-# Parts of each suite in the homework's order: (anchor, heading, experiment ids).
-SUITES = {
-    "hw1": [
-        ("hw1-1", "HW1-1 Deep vs shallow", ["simulate-function", "actual-task"]),
-        (
-            "hw1-2",
-            "HW1-2 Optimization",
-            ["optimization-trajectory", "gradient-norm", "minimal-ratio"],
-        ),
-        (
-            "hw1-3",
-            "HW1-3 Generalization",
-            ["random-labels", "params-vs-generalization", "flatness-interpolation", "sensitivity"],
-        ),
-        ("bonus", "Bonus", ["error-surface", "sharpness"]),
-    ],
-    "lecture-indicators": [
-        (
-            "indicators",
-            "Indicators of generalization (lecture)",
-            ["sensitivity-manifold", "linear-regions"],
-        ),
-    ],
-}
-TITLES = {
-    "hw1": "HW1: deep vs shallow, optimization, generalization",
-    "lecture-indicators": "Lecture: indicators of generalization",
-}
+from dlprobe.config import field_paths
+from dlprobe.experiments.kit import Suite, get_experiment, suite_ids, suite_parts
+from dlprobe.lab import RunPlan, check_new_folder, newest_run, run_experiment
+from dlprobe.report.suite import read_suite_state, write_suite_report
+from dlprobe.runs import environment, new_run_path, write_json
 
 
-def suite_ids(name: str) -> list[str]:
-    return [eid for _, _, ids in SUITES[name] for eid in ids]
-
-
-def _suite_config(exp, profile: str, dataset: str | None, seed: int | None):
-    cfg = exp.config(profile)
-    names = {f.name for f in dataclasses.fields(cfg)}
-    changes = {}
-    if dataset is not None and "dataset" in names:
-        changes["dataset"] = dataset
-    if seed is not None and "seed" in names:
-        changes["seed"] = seed
-    cfg = dataclasses.replace(cfg, **changes)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
-
-
-def suite_help(name: str) -> str:
-    parts = "\n".join(f"  {heading}: {', '.join(ids)}" for _, heading, ids in SUITES[name])
-    return f"""usage: dlprobe run {name} [--profile smoke|quick|full] [--dataset NAME] [--device D]
+def suite_help(suite: Suite) -> str:
+    parts = "\n".join(
+        f"  {part.heading}: {', '.join(e.id for e in exps)}" for part, exps in suite_parts(suite)
+    )
+    return f"""usage: dlprobe run {suite.id} [--profile smoke|quick|full] [--dataset NAME] [--device D]
                        [--seed N] [--out DIR] [--resume] [--data-dir DIR] [--quiet]
 
-{TITLES[name]}.
+{suite.title}.
 Runs every experiment below, each into its own sub-folder (a normal run folder), and
-writes one report.html at the top, in the homework's order:
+writes one report.html at the top:
 {parts}
 
 options:
@@ -93,9 +41,9 @@ options:
   --dataset NAME                replaces the dataset of every experiment that takes one
   --device {{auto,cpu,cuda}}      where to compute (default: auto)
   --seed N                      base seed of every experiment (default: each one's own)
-  --out DIR                     suite folder (default: runs/{name}-YYYYmmdd-HHMMSS)
+  --out DIR                     suite folder (default: runs/{suite.id}-YYYYmmdd-HHMMSS)
   --resume                      skip finished experiments and resume an interrupted one,
-                                in --out or the newest runs/{name}-*
+                                in --out or the newest runs/{suite.id}-*
   --data-dir DIR                where downloadable datasets live
   --quiet                       print only the progress lines and the final summary
 
@@ -103,69 +51,82 @@ A failing experiment does not stop the others; the report shows its error and th
 code is 1. To change one experiment's settings, run it alone: dlprobe run ID --help."""
 
 
-def run_suite(ns, rest: list[str], wants_help: bool) -> int:
-    """``dlprobe run hw1|lecture-indicators``; returns the exit code."""
-    name = ns.id
-    if wants_help:
-        print(suite_help(name))
-        return 0
-    if rest:
-        raise DlprobeError(
-            f"dlprobe run {name} takes no experiment settings ({' '.join(rest)}); "
-            "run an experiment by its id to change them"
-        )
-    if ns.config:
-        raise DlprobeError(
-            f"dlprobe run {name} takes no --config; repeat one experiment with "
-            f"`dlprobe run ID --config DIR/ID/config.json`, or a whole suite with --resume"
-        )
-    if ns.data_dir:
-        os.environ["DLPROBE_DATA_DIR"] = str(ns.data_dir)
-    device = resolve_device(ns.device)
-    if ns.resume:
-        path = ns.out or _newest(name)
-        state = read_json(path / "suite.json")
-        profile, dataset, seed = state["profile"], state["dataset"], state["seed"]
+def suite_config(eid: str, profile: str, dataset: str | None, seed: int | None):
+    """An experiment's config in a suite: its profile, with the suite's dataset and seed."""
+    exp = get_experiment(eid)
+    cfg = exp.make_config(profile)
+    names = {p for p, _, _ in field_paths(cfg)}
+    changes = {}
+    if dataset is not None and "dataset" in names:
+        changes["dataset"] = dataset
+    if seed is not None and "seed" in names:
+        changes["seed"] = seed
+    return exp.make_config(profile, changes)
+
+
+def run_suite(
+    suite: Suite,
+    device: torch.device,
+    profile: str | None = None,
+    dataset: str | None = None,
+    seed: int | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    data_dir: Path | None = None,
+    quiet: bool = False,
+    runs_root: Path = Path("runs"),
+) -> int:
+    """Run every experiment of ``suite``; returns the exit code (1 if any failed)."""
+    if resume:
+        if profile or dataset is not None or seed is not None:
+            raise DlprobeError(
+                "--resume continues a suite with the settings saved in its folder; drop "
+                "--profile, --dataset and --seed"
+            )
+        path = Path(out) if out is not None else newest_run(runs_root, suite.id)
+        state = read_suite_state(path)
+        if state["suite"] != suite.id:
+            raise DlprobeError(f"{path} is a run of the {state['suite']} suite, not {suite.id}")
     else:
-        profile, dataset, seed = ns.profile or "quick", ns.dataset, ns.seed
-        path = ns.out or new_run_path(Path("runs"), name)
-        prepare_run_dir(path, resume=False)
-        exps = [get_experiment(eid) for eid in suite_ids(name)]
-        for exp in exps:  # every config is checked before anything is trained
-            _suite_config(exp, profile, dataset, seed)
+        profile = profile or "quick"
+        path = Path(out) if out is not None else new_run_path(runs_root, suite.id)
+        check_new_folder(path)
+        for eid in suite_ids(suite):  # every config is checked before anything is trained
+            suite_config(eid, profile, dataset, seed)
         state = {
-            "suite": name,
+            "suite": suite.id,
             "profile": profile,
             "dataset": dataset,
             "seed": seed,
             "device": str(device),
             "environment": environment(),
             "created": datetime.now().isoformat(timespec="seconds"),
-            "experiments": {eid: {"status": "pending"} for eid in suite_ids(name)},
+            "experiments": {eid: {"status": "pending"} for eid in suite_ids(suite)},
         }
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     write_json(path / "suite.json", state)
     t_suite = time.perf_counter()
-    for i, eid in enumerate(suite_ids(name), 1):
-        entry = state["experiments"][eid]
-        sub = path / eid
+    n = len(state["experiments"])
+    for i, eid in enumerate(state["experiments"], 1):
+        entry, sub = state["experiments"][eid], path / eid
         if entry.get("status") == "done" and (sub / "results.json").exists():
-            print(f"[{i}/{len(state['experiments'])}] {eid}: finished earlier, skipped")
+            print(f"[{i}/{n}] {eid}: finished earlier, skipped")
             continue
         exp = get_experiment(eid)
-        print(f"[{i}/{len(state['experiments'])}] {eid} ({exp.homework}): {exp.title}", flush=True)
+        print(f"[{i}/{n}] {eid} ({exp.item}): {exp.title}", flush=True)
         t0 = time.perf_counter()
         try:
-            resume = (sub / "config.json").exists()
-            cfg = _suite_config(exp, profile, dataset, seed)
-            run_experiment(exp, cfg, sub, device, profile, resume=resume, quiet=ns.quiet)
+            cfg = suite_config(eid, state["profile"], state["dataset"], state["seed"])
+            plan = RunPlan(exp, cfg, state["profile"], sub, (sub / "config.json").exists())
+            run_experiment(plan, device, data_dir=data_dir, quiet=quiet)
             # wall time of the whole experiment: training, measurements, figures, report
             entry.update(status="done", seconds=time.perf_counter() - t0)
         except KeyboardInterrupt as err:
             entry.update(status="interrupted")
             write_json(path / "suite.json", state)
-            raise Interrupted(f"dlprobe run {name} --resume --out {path}") from err
+            raise Interrupted(f"dlprobe run {suite.id} --resume --out {path}") from err
+        except OSError:  # disk full, permissions: the environment, not this experiment
+            write_json(path / "suite.json", state)
+            raise
         except Exception as err:  # one failing experiment must not lose the others
             entry.update(
                 status="failed",
@@ -181,85 +142,8 @@ def run_suite(ns, rest: list[str], wants_help: bool) -> int:
     failed = [e for e, v in state["experiments"].items() if v["status"] != "done"]
     total = sum(v.get("seconds", 0.0) for v in state["experiments"].values())
     print(
-        f"{name}: {len(state['experiments']) - len(failed)} experiment(s) done"
+        f"{suite.id}: {n - len(failed)} experiment(s) done"
         f"{', FAILED: ' + ', '.join(failed) if failed else ''}; experiment time {total:.0f} s"
     )
     print(f"report: {report.resolve()}")
     return 1 if failed else 0
-
-
-def _newest(name: str) -> Path:
-    runs = sorted(Path("runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise DlprobeError(f"--resume: no runs/{name}-* folder to resume; give --out DIR")
-    return runs[-1]
-
-
-def _base_seed(run: Path) -> str:
-    try:
-        return str(json.loads((run / "config.json").read_text())["config"]["seed"])
-    except (OSError, ValueError, KeyError):
-        return "-"
-
-
-def write_suite_report(path: Path) -> Path:
-    """One self-contained report.html for the whole suite, from the run folders."""
-    path = Path(path)
-    state = read_json(path / "suite.json")
-    name = state["suite"]
-    toc, body = [], []
-    for anchor, heading, ids in SUITES[name]:
-        toc.append(f"<li><a href='#{anchor}'>{esc(heading)}</a><ul>")
-        body.append(f"<h2 id='{anchor}'>{esc(heading)}</h2>")
-        for eid in ids:
-            exp = get_experiment(eid)
-            entry = state["experiments"].get(eid, {"status": "missing"})
-            toc.append(
-                f"<li><a href='#{eid}'>{esc(exp.title)}</a> "
-                f"<span class='muted'>({esc(entry['status'])})</span></li>"
-            )
-            body.append("<section class='experiment'>")
-            if entry["status"] == "done":
-                body.append(run_section(path / eid, heading="h3", link_prefix=f"{eid}/"))
-            else:
-                body.append(
-                    f"<h3 id='{eid}'>{esc(exp.homework)} · {esc(exp.title)}</h3>"
-                    f"<div class='fail'>This experiment did not finish "
-                    f"(status: {esc(entry['status'])}). {esc(entry.get('error', ''))}</div>"
-                )
-            body.append("</section>")
-        toc.append("</ul></li>")
-    times = [
-        (
-            eid,
-            v["status"],
-            f"{v['seconds']:.1f} s" if "seconds" in v else "-",
-            _base_seed(path / eid),
-        )
-        for eid, v in state["experiments"].items()
-    ]
-    env = environment_table(
-        {
-            **state,
-            "command": [f"dlprobe run {name} --profile {state['profile']}"],
-            "environment": state["environment"],
-        },
-        {"run_seconds": state.get("seconds")},
-    )
-    html = (
-        f"<h1>dlprobe · {esc(TITLES[name])}</h1>"
-        f"<p>Every figure and number below was produced by <code>dlprobe run {esc(name)} "
-        f"--profile {esc(state['profile'])}</code>; observations are computed from the saved "
-        f"results. Each experiment's data is linked from its section.</p>"
-        f"<nav class='toc'><b>Contents</b><ul>{''.join(toc)}"
-        f"<li><a href='#environment'>Environment and timings</a></li></ul></nav>"
-        f"{''.join(body)}"
-        f"<h2 id='environment'>Environment and timings</h2>{env}"
-        f"{table(times, header=['experiment', 'status', 'time (wall, with figures)', 'base seed'])}"
-        f"<p class='muted'>Each experiment derives its models' seeds from its base seed (see its "
-        f"settings); its config.json records the whole configuration, so "
-        f"<code>dlprobe run ID --config DIR/config.json</code> repeats it.</p>"
-    )
-    out = path / "report.html"
-    write_bytes(out, page(f"dlprobe {name}", html).encode())
-    return out

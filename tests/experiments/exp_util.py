@@ -9,6 +9,7 @@ import torch
 
 from dlprobe.cli import main
 from dlprobe.models import build_model
+from dlprobe.train.checkpoint import load_checkpoint_file
 
 
 def run_smoke(experiment_id: str, tmp_path: Path, *extra: str) -> Path:
@@ -64,7 +65,7 @@ def assert_redraws(run: Path) -> None:
 
 def trained_model(run: Path, spec: dict, stage: str, k: int) -> torch.nn.Module:
     """Model k of a training stage, rebuilt from the final parameters in its checkpoint."""
-    saved = torch.load(run / "checkpoints" / f"{stage}.done.pt", weights_only=False)
+    saved = load_checkpoint_file(run / "checkpoints" / f"{stage}.done.pt")
     model = build_model(spec)
     model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
     return model

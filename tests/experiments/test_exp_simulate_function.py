@@ -1,17 +1,18 @@
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+import pytest
+from exp_util import load_results
 
-from dlprobe.experiments.simulate_function import PROFILES, Config
+from dlprobe.experiments.simulate_function import EXPERIMENT, Config
 from dlprobe.models import MLP, count_params
 
+pytestmark = pytest.mark.xdist_group("simulate-function")
 
-def test_smoke_run_through_cli_and_redraw(tmp_path):
-    run = run_smoke("simulate-function", tmp_path)
-    assert_complete_run(run, ["loss-sinc", "fit-sinc"])
-    results = load_results(run)
+
+def test_smoke_run_has_every_model_curve_and_seed(smoke):
+    results = load_results(smoke("simulate-function"))
     # every model's curve and prediction is there for every seed
     assert {r["model"] for r in results["curves"]} == {m["label"] for m in results["models"]}
+    assert {r["model"] for r in results["predictions"]} == {m["label"] for m in results["models"]}
     assert {r["seed"] for r in results["final"]} == {0, 1}
-    assert_redraws(run)
 
 
 def test_reference_models_have_equal_parameter_counts():
@@ -19,7 +20,7 @@ def test_reference_models_have_equal_parameter_counts():
     counts = [count_params(MLP(w)) for w in widths]
     assert counts == [571, 572, 571]
     assert max(counts) - min(counts) <= 0.02 * max(counts)
-    assert PROFILES["full"].epochs == 20000
+    assert EXPERIMENT.make_config("full").train.epochs == 20000
 
 
 def test_depths_are_solved_for_the_budget_within_two_percent():

@@ -8,54 +8,55 @@ and compare the final fits. The homework's reference trio has 571-572 parameters
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from dlprobe.data import FUNCTIONS, function_dataset
-from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import (
-    check_common,
-    diverged_lines,
+from dlprobe.data import FUNCTIONS
+from dlprobe.experiments.kit import (
+    COLORS,
+    Activation,
+    Bound,
+    Experiment,
+    FunctionName,
+    Notes,
+    PosInt,
+    RunContext,
+    Seed,
     group_rows,
-    model_seeds,
+    mean_band,
+    mlp_population,
+    new_figure,
     parse_widths,
     require,
     sci,
     series,
 )
-from dlprobe.experiments.plotting import COLORS, mean_band, new_figure
-from dlprobe.models import MLP, mlp_param_count, mlp_widths_for_budget
-from dlprobe.train import Population, TrainConfig
+from dlprobe.models import mlp_param_count, mlp_widths_for_budget
+from dlprobe.train import TrainConfig
 
 REFERENCE_MODELS = ("1-5-10-10-10-10-10-5-1", "1-10-18-15-4-1", "1-190-1")
 
 
 @dataclass(frozen=True)
 class Config:
-    functions: tuple[str, ...] = ("sinc", "sgn-sin")  # target functions (dlprobe datasets)
+    functions: tuple[FunctionName, ...] = ("sinc", "sgn-sin")  # target functions
     models: tuple[str, ...] = REFERENCE_MODELS  # layer widths; the homework's 571-param trio
-    depths: tuple[int, ...] = ()  # if set: hidden layers per model, widths solved for the budget
-    param_budget: int = 571  # parameters per model when depths is set (matched within 2%)
-    activation: str = "relu"  # hidden activation
-    n_points: int = 256  # training points, evenly spaced on the function's domain
-    seeds: int = 3  # training runs per model, trained as one population
-    seed: int = 0  # base seed: run i uses seed + i
-    optimizer: str = "adam"  # optimizer
-    lr: float = 3e-3  # learning rate
-    epochs: int = 3000  # full passes over the points
-    batch_size: int = 0  # examples per step; 0 = all points (full batch)
-    eval_every_epochs: int = 10  # loss-curve resolution, in epochs
+    depths: tuple[PosInt, ...] = ()  # if set: hidden layers per model, widths solved for the budget
+    param_budget: PosInt = 571  # parameters per model when depths is set (matched within 2%)
+    activation: Activation = "relu"  # hidden activation
+    n_points: Annotated[int, Bound(ge=2)] = 256  # training points, evenly spaced on the domain
+    seeds: PosInt = 3  # training runs per model, trained as one population
+    seed: Seed = 0  # base seed: run i uses seed + i
+    # full batch (batch_size 0); eval_every_epochs is the loss-curve resolution
+    train: TrainConfig = TrainConfig(lr=3e-3, epochs=3000, batch_size=0, eval_every_epochs=10)
 
-    def validate(self) -> None:
-        check_common(self)
-        for f in self.functions:
-            require(f in FUNCTIONS, f"unknown function {f!r}; valid names: {', '.join(FUNCTIONS)}")
+    def check(self) -> None:
         require(len(self.functions) >= 1, "give at least one function")
-        require(self.n_points >= 2, f"n_points must be >= 2, got {self.n_points}")
         require(
-            self.batch_size <= self.n_points,
-            f"batch_size must be <= n_points ({self.n_points}), got {self.batch_size}",
+            self.train.batch_size <= self.n_points,
+            f"batch_size must be <= n_points ({self.n_points}), got {self.train.batch_size}",
         )
         self.model_widths()
 
@@ -70,22 +71,19 @@ class Config:
 
 
 PROFILES = {
-    "smoke": Config(
-        functions=("sinc",),
-        models=("1-4-4-1", "1-9-1"),
-        n_points=32,
-        seeds=2,
-        epochs=20,
-        eval_every_epochs=5,
-    ),
-    "quick": Config(),
-    "full": Config(seeds=5, epochs=20000, lr=1e-3, eval_every_epochs=50),
+    "smoke": {
+        "functions": ("sinc",),
+        "models": ("1-4-4-1", "1-9-1"),
+        "n_points": 32,
+        "seeds": 2,
+        "train.epochs": 20,
+        "train.eval_every_epochs": 5,
+    },
+    "full": {"seeds": 5, "train.epochs": 20000, "train.lr": 1e-3, "train.eval_every_epochs": 50},
 }
 
 
-def run(cfg: Config, run_dir) -> dict:
-    cfg.validate()
-    widths = cfg.model_widths()
+def run(cfg: Config, ctx: RunContext) -> dict:
     models = [
         {
             "label": f"{len(w) - 2} hidden ({'-'.join(map(str, w))})",
@@ -93,59 +91,34 @@ def run(cfg: Config, run_dir) -> dict:
             "depth": len(w) - 2,
             "params": mlp_param_count(w, cfg.activation),
         }
-        for w in widths
+        for w in cfg.model_widths()
     ]
-    seeds = model_seeds(cfg.seed, cfg.seeds)
-    train_cfg = TrainConfig(
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        eval_every_epochs=cfg.eval_every_epochs,
-    )
     curves, predictions, truth, finals = [], [], [], []
     for fname in cfg.functions:
-        data = function_dataset(fname, cfg.n_points).to(run_dir.device)
+        data = ctx.function(fname, cfg.n_points)
         x_plot = data.x_test  # (n_test, 1) finer grid for drawing
         truth += [
-            {"function": fname, "x": float(x), "y": float(y)}
+            {"function": fname, "x": x, "y": y}
             for x, y in zip(x_plot[:, 0].tolist(), data.y_test[:, 0].tolist(), strict=True)
         ]
         for m in models:
-            pop = Population(lambda w=m["widths"]: MLP(w, cfg.activation), seeds, run_dir.device)
-            hist = run_dir.train(f"{fname}-{m['depth']}h", pop, data, train_cfg)
-            for row in hist.epoch_records():
-                curves.append(
-                    {
-                        "function": fname,
-                        "model": m["label"],
-                        "seed": row["seed"],
-                        "epoch": row["epoch"],
-                        "train_loss": row["train_loss"],
-                    }
-                )
+            pop = mlp_population(m["widths"], cfg.activation, cfg.seed, cfg.seeds, ctx.device)
+            hist = ctx.train(f"{fname}-{m['depth']}h", pop, data, cfg.train)
+            tag = {"function": fname, "model": m["label"]}
+            curves += [
+                {**tag, "seed": r["seed"], "epoch": r["epoch"], "train_loss": r["train_loss"]}
+                for r in hist.epoch_records()
+            ]
             with torch.no_grad():
                 pop.train(False)
                 y_hat = pop.forward(x_plot, shared=True)[..., 0].cpu()  # (K, n_test)
-            for k, seed in enumerate(seeds):
+            for k, seed in enumerate(pop.seeds):
                 predictions += [
-                    {
-                        "function": fname,
-                        "model": m["label"],
-                        "seed": seed,
-                        "x": float(x),
-                        "y": float(y),
-                    }
+                    {**tag, "seed": seed, "x": x, "y": y}
                     for x, y in zip(x_plot[:, 0].tolist(), y_hat[k].tolist(), strict=True)
                 ]
             finals += [
-                {
-                    "function": fname,
-                    "model": m["label"],
-                    "depth": m["depth"],
-                    "params": m["params"],
-                    **final,
-                }
+                {**tag, "depth": m["depth"], "params": m["params"], **final}
                 for final in hist.final_records()
             ]
     return {
@@ -158,7 +131,7 @@ def run(cfg: Config, run_dir) -> dict:
         "predictions": predictions,
         "truth": truth,
         "final": finals,
-        "seeds": seeds,
+        "seeds": pop.seeds,
     }
 
 
@@ -180,14 +153,8 @@ def figures(results: dict) -> dict:
 
         fig, ax = new_figure()
         truth = [r for r in results["truth"] if r["function"] == name]
-        ax.plot(
-            [r["x"] for r in truth],
-            [r["y"] for r in truth],
-            color="black",
-            lw=2.5,
-            label="ground truth",
-            alpha=0.8,
-        )
+        ax.plot([r["x"] for r in truth], [r["y"] for r in truth], color="black", lw=2.5,
+                label="ground truth", alpha=0.8)  # fmt: skip
         by_model = group_rows([r for r in results["predictions"] if r["function"] == name], "model")
         loss_of = {
             (r["model"], r["seed"]): r["train_loss"]
@@ -222,22 +189,18 @@ def _final_by(results: dict) -> dict[tuple, tuple[float, float]]:
     return out
 
 
-def summarize(results: dict) -> dict:
-    out = {}
-    for (fname, label), (median, best) in _final_by(results).items():
-        out[f"{fname}: final train loss, {label}, median / best"] = [median, best]
-    return out
-
-
-def observations(results: dict) -> list[str]:
-    lines = []
+def notes(results: dict) -> Notes:
+    finals = _final_by(results)
+    summary = {
+        f"{fname}: final train loss, {label}, median / best": [median, best]
+        for (fname, label), (median, best) in finals.items()
+    }
     depth = {m["label"]: m["depth"] for m in results["models"]}
     params = [m["params"] for m in results["models"]]
-    lines.append(
+    lines = [
         f"All models have {min(params)}-{max(params)} parameters "
         f"(spread {100 * (max(params) - min(params)) / max(params):.1f}%)."
-    )
-    finals = _final_by(results)
+    ]
     n = len(results["seeds"])
     for f in results["functions"]:
         rows = sorted(
@@ -257,54 +220,25 @@ def observations(results: dict) -> list[str]:
             f"{depth[worst[0]]}-hidden-layer model; the single best run is a "
             f"{depth[best_seed[0]]}-hidden-layer model."
         )
-    return lines + diverged_lines(results["final"])
-
-
-def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:
-    return [
-        (
-            "models",
-            "; ".join(
-                f"MLP {'-'.join(map(str, m['widths']))} ({m['params']} params)"
-                for m in results["models"]
-            ),
-        ),
-        ("activation", cfg.activation),
-        (
-            "functions",
-            "; ".join(
-                f"{f['formula']} on [{f['domain'][0]:g}, {f['domain'][1]:g}]"
-                for f in results["functions"]
-            ),
-        ),
-        ("training points", f"{cfg.n_points}, evenly spaced"),
-        (
-            "optimizer",
-            f"{cfg.optimizer}, lr {cfg.lr:g}, "
-            f"batch {'full' if cfg.batch_size == 0 else cfg.batch_size}",
-        ),
-        ("epochs", str(cfg.epochs)),
-        (
-            "seeds",
-            f"{cfg.seeds} per model (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}), "
-            "trained as one population",
-        ),
-    ]
+    n_div = sum(r["diverged"] for r in results["final"])
+    if n_div:
+        lines.append(f"{n_div} run(s) diverged and were frozen (see results.json).")
+    return Notes(summary, lines)
 
 
 EXPERIMENT = Experiment(
     id="simulate-function",
-    homework="HW1-1",
+    item="HW1-1",
+    part="hw1-1",
+    rank=1,
     title="Deep vs shallow on simulated functions",
     question="With the same number of parameters, do deeper networks fit a non-linear "
     "1-D function better than shallow ones?",
-    config_cls=Config,
+    config=Config,
     profiles=PROFILES,
     run=run,
     figures=figures,
-    summarize=summarize,
-    observations=observations,
-    settings=settings,
+    notes=notes,
     captions={
         **{
             f"loss-{n}": f"training loss per epoch (log scale) of every model on {f.formula}; "

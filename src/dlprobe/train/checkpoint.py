@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from dlprobe import DlprobeError
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -16,6 +19,17 @@ def atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint_file(path: Path) -> dict:
+    """A checkpoint's content, loaded with ``weights_only=True`` (no code can run)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise DlprobeError(
+            f"{path} is not a dlprobe checkpoint, or was altered ({str(err).splitlines()[0]}); "
+            "delete that file (or the checkpoints/ folder) to compute it again"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -28,7 +42,7 @@ class Checkpoint:
     def load(self) -> dict | None:
         if not Path(self.path).exists():
             return None
-        return torch.load(self.path, map_location="cpu", weights_only=False)
+        return load_checkpoint_file(self.path)
 
     def save(self, state: dict) -> None:
         atomic_torch_save(state, self.path)
