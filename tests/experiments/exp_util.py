@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,7 +52,13 @@ def assert_complete_run(run: Path, figures: list[str]) -> None:
 
 
 def assert_redraws(run: Path) -> None:
-    """`dlprobe report RUN` rebuilds figures and report from results.json alone."""
+    """`dlprobe report RUN` rebuilds figures and report from results.json alone.
+
+    Works on a copy, so the run's checkpoints stay for other tests of the same run.
+    """
+    copy = run.with_name(f"{run.name}-redrawn")
+    shutil.rmtree(copy, ignore_errors=True)
+    run = Path(shutil.copytree(run, copy))
     figures = sorted(p.name for p in (run / "figures").glob("*.png"))
     for p in (run / "figures").glob("*.png"):
         p.unlink()

@@ -1,26 +1,23 @@
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import load_results
 
 from dlprobe import DlprobeError
+from dlprobe.config import validate
 from dlprobe.data import load_dataset
-from dlprobe.experiments.common import group_rows
-from dlprobe.experiments.sensitivity_manifold import (
-    ANCHOR_T,
-    Config,
-    ellipse_through,
-    per_ellipse,
-)
+from dlprobe.experiments.kit import group_rows
+from dlprobe.experiments.kit.manifold import ANCHOR_T, ellipse_through
+from dlprobe.experiments.sensitivity_manifold import Config, per_ellipse
 from dlprobe.measure.sensitivity import sensitivity
 from dlprobe.models import MLP
 from dlprobe.train import Population
+from dlprobe.train.checkpoint import load_checkpoint_file
 
-FIGURES = ["ellipse-example", "ellipse-mean", "ratio"]
+pytestmark = pytest.mark.xdist_group("sensitivity-manifold")
 
 
 def _models(run, results) -> dict[str, list[torch.nn.Module]]:
@@ -28,23 +25,16 @@ def _models(run, results) -> dict[str, list[torch.nn.Module]]:
     spec = results["model"]
     pop = Population(lambda: MLP(spec["widths"], spec["activation"]), results["seeds"])
     initial = pop.models_list()
-    saved = torch.load(run / "checkpoints" / "trained.done.pt", weights_only=False)
+    saved = load_checkpoint_file(run / "checkpoints" / "trained.done.pt")
     pop.load_state(saved["population"])
     return {"initial": initial, "trained": pop.models_list()}
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    run = run_smoke("sensitivity-manifold", tmp_path_factory.mktemp("runs"))
-    return run, load_results(run), json.loads((run / "config.json").read_text())["config"]
-
-
-def test_smoke_run_is_complete_and_redraws(smoke_run, tmp_path):
-    run, results, cfg = smoke_run
-    assert_complete_run(run, FIGURES)
-    copy = tmp_path / "copy"  # redrawing deletes checkpoints; keep the fixture's intact
-    shutil.copytree(run, copy)
-    assert_redraws(copy)
+@pytest.fixture
+def smoke_run(smoke):
+    run = smoke("sensitivity-manifold")
+    config = json.loads((run / "config.json").read_text())["config"]
+    return run, load_results(run), config
 
 
 def test_every_curve_has_the_configured_number_of_points(smoke_run):
@@ -114,4 +104,4 @@ def test_ellipse_formula_and_ratio_bookkeeping():
 
 def test_config_rejects_points_off_the_anchor_grid():
     with pytest.raises(DlprobeError, match="multiple of 3"):
-        Config(n_points=100).validate()
+        validate(Config(n_points=100))

@@ -11,7 +11,7 @@ import torch
 from dlprobe import DlprobeError
 from dlprobe.config import require
 from dlprobe.data import Dataset
-from dlprobe.models import MLP
+from dlprobe.models import MLP, describe_model
 from dlprobe.train import Population
 
 from .stats import seeds_from
@@ -87,3 +87,15 @@ def epochs_for_steps(steps: int, batch_size: int, n_train: int) -> int:
 def data_record(data: Dataset) -> dict:
     """The dataset as results record it: name and split sizes."""
     return {"name": data.name, "n_train": data.n_train, "n_test": data.n_test}
+
+
+def model_data_table(model: dict, dataset: dict) -> tuple[str, list[dict]]:
+    """The report's table of the model (a spec with "params") and the data it trained on."""
+    row = {
+        "model": describe_model(model),
+        "parameters": model["params"],
+        "dataset": dataset["name"],
+        "training examples": dataset["n_train"],
+        "test examples": dataset["n_test"],
+    }
+    return "Model and data", [row]
