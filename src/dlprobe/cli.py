@@ -68,6 +68,10 @@ def _split_run_args(argv: list[str]) -> tuple[str, dict, list[str]]:
             if not opts[key]:
                 raise DlprobeError(f"--{key.replace('_', '-')} needs a path")
             opts[key] = Path(opts[key])
+    if "data_dir" in opts:
+        from dlprobe.runs import check_writable
+
+        check_writable(opts["data_dir"], "--data-dir")
     return run_id, opts, settings
 
 
@@ -238,6 +242,9 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     from dlprobe.bench import run_bench
+    from dlprobe.runs import check_writable
+
+    check_writable(args.out, "--out", folder=False)
 
     run_bench(sizes=args.sizes, steps=args.steps, out=args.out, device=args.device)
     return 0

@@ -23,7 +23,7 @@ from dlprobe import DlprobeError
 from dlprobe.config import from_dict, parse_args, to_dict, validate
 from dlprobe.experiments.kit import Experiment, Notes, RunContext
 from dlprobe.report.run import write_run_report
-from dlprobe.runs import environment, new_run_path, read_json, write_json
+from dlprobe.runs import check_writable, environment, new_run_path, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def check_new_folder(path: Path) -> None:
             f"{path} already exists and is not empty; choose another --out, or add --resume "
             "to continue that run"
         )
+    check_writable(path, "the run folder")
 
 
 def saved_config(exp: Experiment, path: Path) -> tuple[object, str]:

@@ -105,6 +105,23 @@ def environment() -> dict:
     }
 
 
+def check_writable(path: Path, what: str, folder: bool = True) -> None:
+    """Refuse, before any work, a folder (or with ``folder=False`` a file) that cannot be
+    created or written. ``path`` need not exist: its nearest existing ancestor must be a
+    writable folder."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = ("a file, not a folder", "a folder, not a file")[path.is_dir()]
+        raise DlprobeError(f"{what} {path} is {kind}")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise DlprobeError(f"{what} {path} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DlprobeError(f"{what} {path} cannot be written: no write permission in {existing}")
+
+
 def new_run_path(root: Path, experiment_id: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(root) / f"{experiment_id}-{stamp}"

@@ -28,6 +28,7 @@ from dlprobe.experiments.kit import (
     PosInt,
     RunContext,
     Seed,
+    check_classifier_fits,
     data_record,
     group_rows,
     mlp_population,
@@ -68,6 +69,7 @@ class Config:
 
     def check(self) -> None:
         require(len(self.hidden) >= 1, "hidden needs >= 1 width")
+        check_classifier_fits(self.dataset, self.hidden, self.activation, self.seeds)
         require(
             0 < self.near_radius < 0.5,
             f"near_radius must be in (0, 0.5) (a fraction of the inputs' mean distance), "

@@ -27,6 +27,7 @@ from dlprobe.experiments.kit import (
     PosInt,
     RunContext,
     Seed,
+    check_classifier_fits,
     data_record,
     group_rows,
     mlp_population,
@@ -63,6 +64,7 @@ class Config:
 
     def check(self) -> None:
         require(len(self.hidden) >= 1, "hidden needs >= 1 width")
+        check_classifier_fits(self.dataset, self.hidden, self.activation, self.seeds)
         require(
             self.n_points >= 6 and self.n_points % 3 == 0,
             f"n_points must be a multiple of 3 and >= 6 (so the three inputs lie on the "

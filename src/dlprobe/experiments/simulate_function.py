@@ -24,6 +24,7 @@ from dlprobe.experiments.kit import (
     PosInt,
     RunContext,
     Seed,
+    check_mlp_fits,
     group_rows,
     mean_band,
     mlp_population,
@@ -58,7 +59,8 @@ class Config:
             self.train.batch_size <= self.n_points,
             f"batch_size must be <= n_points ({self.n_points}), got {self.train.batch_size}",
         )
-        self.model_widths()
+        for widths in self.model_widths():
+            check_mlp_fits(widths, self.activation, self.seeds)
 
     def model_widths(self) -> list[list[int]]:
         if self.depths:

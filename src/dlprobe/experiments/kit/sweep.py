@@ -4,6 +4,7 @@ probe subsets, step budgets, and the checks that depend on a dataset's size."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -11,18 +12,19 @@ import torch
 from dlprobe import DlprobeError
 from dlprobe.config import require
 from dlprobe.data import Dataset
-from dlprobe.models import MLP, describe_model
+from dlprobe.models import MLP, describe_model, mlp_param_count
 from dlprobe.train import Population
 
 from .stats import seeds_from
 
-# Training/test sizes of every dataset, so configs can be checked before anything loads.
+# (training size, test size, input dimension, classes) of every dataset, so configs can be
+# checked before anything loads.
 DATASET_SIZES = {
-    "mnist1d": (4000, 1000),
-    "digits": (1347, 450),
-    "mnist": (60000, 10000),
-    "fashion-mnist": (60000, 10000),
-    "cifar10": (50000, 10000),
+    "mnist1d": (4000, 1000, 40, 10),
+    "digits": (1347, 450, 64, 10),
+    "mnist": (60000, 10000, 784, 10),
+    "fashion-mnist": (60000, 10000, 784, 10),
+    "cifar10": (50000, 10000, 3072, 10),
 }
 
 
@@ -34,6 +36,29 @@ def n_train_of(dataset: str, train_subset: int = 0) -> int:
         f"train_subset must be <= {n} ({dataset}'s training set), got {train_subset}",
     )
     return train_subset or n
+
+
+def check_fits(params_per_model: int, models: int) -> None:
+    """Refuse, before anything is allocated, models too large for this machine's memory."""
+    need = params_per_model * models * 4 * 4  # float32 weights, gradients, 2 Adam moments
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    require(
+        need <= total // 2,
+        f"{models} model(s) of {params_per_model:,} parameters need about {need / 2**30:,.1f} "
+        f"GiB for weights, gradients and optimizer state; this machine has "
+        f"{total / 2**30:.0f} GiB (dlprobe uses at most half)",
+    )
+
+
+def check_mlp_fits(widths: Sequence[int], activation: str, models: int) -> None:
+    """``check_fits`` for ``models`` MLPs of these layer widths."""
+    check_fits(mlp_param_count(list(widths), activation), models)
+
+
+def check_classifier_fits(dataset: str, hidden: Sequence[int], activation: str, models: int):
+    """``check_fits`` for MLP classifiers of ``dataset`` with these hidden widths."""
+    _, _, inputs, classes = DATASET_SIZES[dataset]
+    check_mlp_fits([inputs, *hidden, classes], activation, models)
 
 
 def check_batch_sizes(batch_sizes: Sequence[int], n_train: int, name: str = "batch sizes") -> None:
