@@ -61,6 +61,7 @@ def write_run_report(path: Path) -> Notes:
             "summary": notes.summary,
             "observations": notes.observations,
             "tables": notes.tables,
+            "fidelity": notes.fidelity,
             "figures": list(pngs),
             "timings": timings,
         },
@@ -100,6 +101,9 @@ def run_section(path: Path, heading: str = "h2", link_prefix: str = "") -> str:
             + "".join(f"<li>{esc(o)}</li>" for o in summary["observations"])
             + "</ul>"
         )
+    if summary.get("fidelity"):
+        parts.append(f"<{sub}>Against the homework's reference (shared/SPEC.md)</{sub}>")
+        parts.append(table(summary["fidelity"]))
     for title, records in summary.get("tables", []):
         parts.append(f"<{sub}>{esc(title)}</{sub}>{table(records)}")
     if summary["summary"]:

@@ -28,12 +28,33 @@ def _base_seed(run: Path) -> str:
         return "-"
 
 
+def fidelity_table(path: Path, state: dict) -> str:
+    """Every finished experiment's rows against the reference, in one table."""
+    rows = []
+    for eid, entry in state["experiments"].items():
+        summary = Path(path) / eid / "summary.json"
+        if entry["status"] == "done" and summary.is_file():
+            rows += [{"experiment": eid, **r} for r in read_json(summary).get("fidelity", [])]
+    if not rows:
+        return ""
+    n = {v: sum(r["verdict"].startswith(v) for r in rows) for v in ("reproduced", "differs", "not")}
+    return (
+        "<h2 id='fidelity'>Fidelity: this run against the homework's reference</h2>"
+        f"<p>{n['reproduced']} of {len(rows)} reference results reproduced, {n['differs']} "
+        f"differ for a stated reason, {n['not']} not reproduced (computed from each "
+        "experiment's results.json; the references are in shared/SPEC.md).</p>"
+        f"{table(rows)}"
+    )
+
+
 def write_suite_report(path: Path) -> Path:
     """The suite's report.html, in the suite's order, from the run folders."""
     path = Path(path)
     state = read_suite_state(path)
     suite = get_suite(state["suite"])
-    toc, body = [], []
+    fidelity = fidelity_table(path, state)
+    toc = ["<li><a href='#fidelity'>Fidelity against the reference</a></li>"] if fidelity else []
+    body = [fidelity]
     for part, exps in suite_parts(suite):
         toc.append(f"<li><a href='#{part.anchor}'>{esc(part.heading)}</a><ul>")
         body.append(f"<h2 id='{part.anchor}'>{esc(part.heading)}</h2>")

@@ -59,6 +59,18 @@ class Notes:
     summary: dict = field(default_factory=dict)  # headline quantity -> number(s)
     observations: list[str] = field(default_factory=list)  # sentences
     tables: list[tuple[str, list[dict]]] = field(default_factory=list)  # (title, records)
+    fidelity: list[dict] = field(default_factory=list)  # rows of `fidelity_row`
+
+
+def fidelity_row(
+    claim: str, reference: str, measured: str, reproduced: bool, why: str = ""
+) -> dict:
+    """One row of the fidelity table: the reference result (shared/SPEC.md), this run's
+    number, and the verdict: "reproduced", "not reproduced", or "differs because WHY"."""
+    verdict = (
+        "reproduced" if reproduced else (f"differs because {why}" if why else "not reproduced")
+    )
+    return {"claim": claim, "reference": reference, "this run": measured, "verdict": verdict}
 
 
 @dataclass(frozen=True)
