@@ -3,24 +3,19 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import load_results
 
 from dlprobe import DlprobeError
-from dlprobe.experiments.error_surface import (
-    PROFILES,
-    Config,
-    batch_losses,
-    parameter_names,
-    vector_to_model,
-)
+from dlprobe.config import validate
+from dlprobe.experiments.error_surface import EXPERIMENT, Config, batch_losses, parameter_names
+from dlprobe.experiments.kit.trajectories import vector_to_model
 from dlprobe.models import MLP, count_params, mlp_param_count
 
-FIGURES = ["line-init-final", "per-parameter", "perturbed-samples", "surface-contour", "surface-3d"]
+pytestmark = pytest.mark.xdist_group("error-surface")
 
 
-def test_smoke_run_through_cli_and_redraw(tmp_path):
-    run = run_smoke("error-surface", tmp_path)
-    assert_complete_run(run, FIGURES)
+def test_smoke_run_probes_the_best_run_four_ways(smoke):
+    run = smoke("error-surface")
     results = load_results(run)
     cfg = json.loads((run / "config.json").read_text())["config"]
     runs = {r["seed"]: r for r in results["runs"]}
@@ -57,26 +52,35 @@ def test_smoke_run_through_cli_and_redraw(tmp_path):
     end = results["trajectory"][-1]
     assert abs(end["a"]) < 1e-6 and abs(end["b"]) < 1e-6 and end["distance_to_final"] == 0
     assert results["trajectory"][0]["epoch"] == 0
-    assert_redraws(run)
+    assert [t["epoch"] for t in results["trajectory"]] == list(
+        range(0, cfg["train"]["epochs"] + 1, cfg["train"]["snapshot_every_epochs"])
+    )
+    assert (
+        results["trajectory"][0]["train_loss"] == runs[results["probed_seed"]]["initial_train_loss"]
+    )
 
 
 def test_tiny_model_has_fewer_than_50_parameters():
-    for cfg in PROFILES.values():
+    for profile in ("smoke", "quick", "full"):
+        cfg = EXPERIMENT.make_config(profile)
         widths = [int(w) for w in cfg.widths.split("-")]
         params = count_params(MLP(widths, cfg.activation))
         assert params < 50
         assert params == mlp_param_count(widths, cfg.activation)
-        cfg.validate()
     assert count_params(MLP([1, 4, 4, 1])) == 33
 
 
 def test_validation_rejects_large_models_and_grids_without_zero():
     with pytest.raises(DlprobeError, match="tiny model"):
-        Config(widths="1-50-1").validate()
+        validate(Config(widths="1-50-1"))
     with pytest.raises(DlprobeError, match="odd"):
-        Config(param_points=40).validate()
+        validate(Config(param_points=40))
     with pytest.raises(DlprobeError, match=r"contain \[0, 1\]"):
-        Config(alpha_range=(0.2, 1.0)).validate()
+        validate(Config(alpha_range=(0.2, 1.0)))
+    with pytest.raises(DlprobeError, match="multiple of snapshot_every_epochs"):
+        EXPERIMENT.make_config(changes={"epochs": 2010})
+    with pytest.raises(DlprobeError, match="sample_radii must be > 0"):
+        EXPERIMENT.make_config(changes={"sample_radii": (0.1, 0.0)})
 
 
 def test_batch_losses_match_one_model_at_a_time():

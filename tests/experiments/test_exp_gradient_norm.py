@@ -2,14 +2,15 @@ import math
 
 import pytest
 import torch
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import load_results
 
+from dlprobe import DlprobeError
 from dlprobe.data import function_dataset, load_dataset
-from dlprobe.experiments.gradient_norm import PROFILES, observations, summarize
+from dlprobe.experiments.gradient_norm import EXPERIMENT, notes
 from dlprobe.models import build_model
 from dlprobe.train import default_loss
 
-FIGURES = ["grad-loss-function", "grad-loss-classification"]
+pytestmark = pytest.mark.xdist_group("gradient-norm")
 
 
 def _rows(results, task, seed):
@@ -17,41 +18,28 @@ def _rows(results, task, seed):
     return sorted(rows, key=lambda r: r["iteration"])
 
 
-def test_smoke_run_records_every_iteration(tmp_path):
-    run = run_smoke("gradient-norm", tmp_path)
-    assert_complete_run(run, FIGURES)
-    results = load_results(run)
-    cfg = PROFILES["smoke"]
+def test_smoke_run_records_every_iteration(smoke):
+    results = load_results(smoke("gradient-norm"))
+    cfg = EXPERIMENT.make_config("smoke")
     n_train = {"function": cfg.n_points, "classification": load_dataset(cfg.dataset).n_train}
-    setting = {
-        "function": (cfg.function_epochs, cfg.function_batch_size),
-        "classification": (cfg.dataset_epochs, cfg.dataset_batch_size),
-    }
-    for task, (epochs, batch) in setting.items():
-        steps = epochs * math.ceil(n_train[task] / (batch or n_train[task]))
+    setting = {"function": cfg.function_train, "classification": cfg.dataset_train}
+    for task, train in setting.items():
+        steps = train.epochs * math.ceil(n_train[task] / (train.batch_size or n_train[task]))
         for seed in results["seeds"]:
             rows = _rows(results, task, seed)
             assert [r["iteration"] for r in rows] == list(range(1, steps + 1))
             assert all(r["grad_norm"] > 0 and r["loss"] > 0 for r in rows)
-    assert_redraws(run)
 
 
-def test_first_recorded_gradient_norm_equals_backward_on_the_initial_model(tmp_path):
+def test_first_recorded_gradient_norm_equals_backward_on_the_initial_model(smoke):
     # one full-batch iteration: the record is the gradient at the seeded initialization
-    run = run_smoke(
+    run = smoke(
         "gradient-norm",
-        tmp_path,
-        "--function_epochs",
-        "1",
-        "--function_batch_size",
-        "0",
-        "--dataset_epochs",
-        "1",
-        "--dataset_batch_size",
-        "0",
+        *("--function_train.epochs", "1", "--function_train.batch_size", "0"),
+        *("--dataset_train.epochs", "1", "--dataset_train.batch_size", "0"),
     )
     results = load_results(run)
-    cfg = PROFILES["smoke"]
+    cfg = EXPERIMENT.make_config("smoke")
     data = {
         "function": function_dataset(cfg.function, cfg.n_points),
         "classification": load_dataset(cfg.dataset),
@@ -86,19 +74,35 @@ def test_statistics_on_a_known_sequence():
                 "task": "function",
                 "name": "f",
                 "title": "f",
+                "spec": {"kind": "mlp", "widths": [1, 1, 1], "activation": "relu"},
                 "params": 1,
+                "loss": "MSE",
+                "n_train": 1,
                 "batch_size": 1,
+                "epochs": 40,
+                "steps_per_epoch": 1,
                 "diverged_seeds": [],
             }
         ],
         "steps": steps,
         "seeds": [0, 1],
     }
-    summary = summarize(results)
+    summary = notes(results).summary
     assert summary["function (f): fraction of iterations with a loss increase"] == pytest.approx(
         10 / 40
     )
     assert summary["function (f): Spearman r(grad norm, loss)"] == pytest.approx(1.0)
     start, peak, end = summary["function (f): grad norm at start / peak / end"]
     assert start == peak == 2.0 and end < start
-    assert any("25%" in line for line in observations(results))
+    assert any("25%" in line for line in notes(results).observations)
+
+
+def test_bad_settings_are_rejected_before_training():
+    with pytest.raises(DlprobeError, match="1 input to 1 output"):
+        EXPERIMENT.make_config(changes={"function_model": "1-8-2"})
+    with pytest.raises(DlprobeError, match="function_train.batch_size must be in"):
+        EXPERIMENT.make_config("smoke", {"function_train.batch_size": 65})
+    with pytest.raises(DlprobeError, match="record_steps must be true"):
+        EXPERIMENT.make_config(changes={"dataset_train.record_steps": False})
+    with pytest.raises(DlprobeError, match="ambiguous"):
+        EXPERIMENT.make_config(changes={"epochs": 3})

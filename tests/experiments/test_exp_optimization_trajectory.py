@@ -1,31 +1,28 @@
 import numpy as np
 import pytest
 import torch
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import load_results
 from sklearn.decomposition import PCA
+from torch import nn
 
 from dlprobe import DlprobeError
+from dlprobe.experiments.kit.trajectories import vector_to_model
 from dlprobe.experiments.optimization_trajectory import (
-    PROFILES,
+    EXPERIMENT,
     TWIN,
-    Config,
     align_trajectory,
     first_layer_slice,
-    model_to_vector,
     permute_trajectory,
     random_permutations,
-    vector_to_model,
 )
 from dlprobe.models import MLP
+from dlprobe.train.checkpoint import load_checkpoint_file
 
-FIGURES = [
-    "pca-first-layer",
-    "pca-whole-model",
-    "pca-first-layer-aligned",
-    "pca-whole-model-aligned",
-    "pca-tsne",
-    "final-distances",
-]
+pytestmark = pytest.mark.xdist_group("optimization-trajectory")
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    return nn.utils.parameters_to_vector(model.parameters()).detach()
 
 
 def _coords(results: dict, view: str, aligned: bool) -> np.ndarray:
@@ -46,19 +43,22 @@ def _assert_same_up_to_sign(expected: np.ndarray, saved: np.ndarray) -> None:
         np.testing.assert_allclose(sign * expected[:, c], saved[:, c], atol=1e-5)
 
 
-def test_smoke_run_through_cli_and_redraw(tmp_path):
-    run = run_smoke("optimization-trajectory", tmp_path)
-    assert_complete_run(run, FIGURES)
+def test_smoke_run_projects_all_snapshots_in_one_basis_and_aligns_the_twin(smoke):
+    run = smoke("optimization-trajectory")
     results = load_results(run)
-    cfg = PROFILES["smoke"]
-    epochs = list(range(0, cfg.epochs + 1, cfg.snapshot_every_epochs))
+    cfg = EXPERIMENT.make_config("smoke")
+    epochs = list(range(0, cfg.train.epochs + 1, cfg.train.snapshot_every_epochs))
     assert results["snapshot_epochs"] == epochs
     assert results["events"] == [f"event {k}" for k in range(cfg.seeds)] + [TWIN]
+    # every snapshot has its metrics; the twin's are event 0's
+    metrics = {(r["event"], r["epoch"]): r["train_accuracy"] for r in results["snapshots"]}
+    assert len(metrics) == (cfg.seeds + 1) * len(epochs)
+    assert all(metrics[(TWIN, e)] == metrics[("event 0", e)] for e in epochs)
 
     # One common basis: a PCA fitted on ALL snapshots stacked (the events' trajectories from
     # the training checkpoint, plus the twin rebuilt from its saved permutation) reproduces
     # the saved coordinates, one row per snapshot.
-    hist = torch.load(run / "checkpoints" / "events.done.pt", weights_only=False)["history"]
+    hist = load_checkpoint_file(run / "checkpoints" / "events.done.pt")["history"]
     trajectories = torch.stack(hist["snapshots"], dim=1).to(torch.float64)  # (K, T, P)
     template = MLP(results["model"]["widths"], results["model"]["activation"])
     twin_perms = [torch.tensor(p) for p in results["twin_permutations"]]
@@ -83,13 +83,12 @@ def test_smoke_run_through_cli_and_redraw(tmp_path):
     # Alignment changes no model's outputs.
     assert all(r["max_abs_output_difference"] < 1e-5 for r in results["alignment_check"])
     assert all(r["same_predictions"] for r in results["alignment_check"])
-    assert_redraws(run)
 
 
 def test_alignment_keeps_every_snapshot_the_same_function():
     template = MLP([6, 5, 4, 3], "tanh").to(torch.float64)
     gen = torch.Generator().manual_seed(0)
-    p = model_to_vector(template).numel()
+    p = _flat(template).numel()
     reference = torch.randn(p, generator=gen, dtype=torch.float64)
     trajectory = torch.randn(5, p, generator=gen, dtype=torch.float64)  # (T, P)
     x = torch.randn(32, 6, generator=gen, dtype=torch.float64)
@@ -115,21 +114,24 @@ def test_first_layer_slice_is_the_first_linear():
     model = MLP([64, 16, 16, 10])
     name, layer = first_layer_slice(model)
     assert (layer.start, layer.stop) == (0, 64 * 16 + 16)
-    flat = model_to_vector(model)
     first = model.linears[0]
     torch.testing.assert_close(
-        flat[layer], torch.cat([first.weight.reshape(-1), first.bias]).detach()
+        _flat(model)[layer], torch.cat([first.weight.reshape(-1), first.bias]).detach()
     )
     assert "64->16" in name
 
 
 def test_profiles_and_validation():
-    quick = PROFILES["quick"]
-    assert quick.seeds == 8 and quick.snapshot_every_epochs == 3
-    assert quick.epochs % quick.snapshot_every_epochs == 0
-    for cfg in PROFILES.values():
-        cfg.validate()
+    quick = EXPERIMENT.make_config()
+    assert quick.seeds == 8 and quick.train.snapshot_every_epochs == 3
+    assert quick.train.epochs % quick.train.snapshot_every_epochs == 0
+    for profile in ("smoke", "full"):
+        EXPERIMENT.make_config(profile)
     with pytest.raises(DlprobeError, match="multiple of snapshot_every_epochs"):
-        Config(epochs=10, snapshot_every_epochs=3).validate()
+        EXPERIMENT.make_config(changes={"epochs": 10})
+    with pytest.raises(DlprobeError, match="multiple of eval_every_epochs"):
+        EXPERIMENT.make_config(changes={"epochs": 10, "snapshot_every_epochs": 5})
     with pytest.raises(DlprobeError, match="unknown dataset"):
-        Config(dataset="imagenet").validate()
+        EXPERIMENT.make_config(changes={"dataset": "imagenet"})
+    with pytest.raises(DlprobeError, match="seeds must be >= 2"):
+        EXPERIMENT.make_config(changes={"seeds": 1})

@@ -9,177 +9,170 @@ all parameters, both at the parameters before that iteration's update. Task 1 fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from dlprobe.data import DATASETS, FUNCTIONS, function_dataset, load_dataset
-from dlprobe.experiments.base import Experiment
-from dlprobe.experiments.common import (
-    check_common,
-    group_rows,
-    model_seeds,
+from dlprobe.data import DATASETS, FUNCTIONS
+from dlprobe.experiments.kit import (
+    COLORS,
+    Activation,
+    Bound,
+    DatasetName,
+    Experiment,
+    FunctionName,
+    Notes,
+    PosInt,
+    RunContext,
+    Seed,
+    check_batch_sizes,
+    check_classifier_fits,
+    check_mlp_fits,
+    mlp_population,
+    n_train_of,
+    new_figure,
     parse_widths,
     require,
     sci,
+    series,
+    spearman,
 )
-from dlprobe.experiments.plotting import COLORS, new_figure
-from dlprobe.models import build_model, describe_model, mlp_param_count
-from dlprobe.train import Population, TrainConfig
+from dlprobe.models import describe_model, mlp_param_count
+from dlprobe.train import TrainConfig
 
 TASKS = ("function", "classification")
 
 
 @dataclass(frozen=True)
 class Config:
-    function: str = "sinc"  # target of the regression task (dlprobe function name)
-    function_model: str = "1-20-20-1"  # layer widths of the regression MLP
-    n_points: int = 256  # regression training points, evenly spaced on the domain
-    function_epochs: int = 300  # passes over the regression points
-    function_batch_size: int = 32  # regression examples per iteration; 0 = full batch
-    dataset: str = "mnist1d"  # classification dataset (see `dlprobe datasets`)
-    hidden: tuple[int, ...] = (64, 64)  # hidden-layer widths of the classification MLP
-    dataset_epochs: int = 20  # passes over the classification training set
-    dataset_batch_size: int = 100  # classification examples per iteration; 0 = full batch
-    activation: str = "relu"  # hidden activation of both MLPs
-    seeds: int = 3  # training runs per task, trained as one population
-    seed: int = 0  # base seed: run i uses seed + i
-    optimizer: str = "adam"  # optimizer of both tasks
-    lr: float = 1e-3  # learning rate of both tasks
+    function: FunctionName = "sinc"  # target of the regression task
+    function_model: str = "1-20-20-1"  # layer widths of the regression MLP (1 in, 1 out)
+    n_points: Annotated[int, Bound(ge=2)] = 256  # regression points, evenly spaced on the domain
+    # regression training: every iteration recorded (record_steps), evaluation at the end only
+    function_train: TrainConfig = TrainConfig(
+        epochs=300, batch_size=32, eval_every_epochs=300, record_steps=True
+    )
+    dataset: DatasetName = "mnist1d"  # classification dataset (see `dlprobe datasets`)
+    hidden: tuple[PosInt, ...] = (64, 64)  # hidden-layer widths of the classification MLP
+    # classification training: every iteration recorded, evaluation at the end only
+    dataset_train: TrainConfig = TrainConfig(
+        epochs=20, batch_size=100, eval_every_epochs=20, record_steps=True
+    )
+    activation: Activation = "relu"  # hidden activation of both MLPs
+    seeds: PosInt = 3  # training runs per task, trained as one population
+    seed: Seed = 0  # base seed: run i uses seed + i
 
-    def validate(self) -> None:
-        check_common(self)
-        require(
-            self.function in FUNCTIONS,
-            f"unknown function {self.function!r}; valid names: {', '.join(FUNCTIONS)}",
-        )
+    def check(self) -> None:
         widths = parse_widths(self.function_model)
         require(
             widths[0] == 1 and widths[-1] == 1,
             f"function_model must map 1 input to 1 output, got {self.function_model!r}",
         )
-        require(self.n_points >= 2, f"n_points must be >= 2, got {self.n_points}")
-        require(
-            0 <= self.function_batch_size <= self.n_points,
-            f"function_batch_size must be in [0, n_points={self.n_points}], "
-            f"got {self.function_batch_size}",
+        require(len(self.hidden) >= 1, "hidden must list >= 1 width")
+        check_mlp_fits(widths, self.activation, self.seeds)
+        check_classifier_fits(self.dataset, self.hidden, self.activation, self.seeds)
+        check_batch_sizes(
+            [self.function_train.batch_size], self.n_points, "function_train.batch_size"
         )
-        require(
-            self.dataset in DATASETS,
-            f"unknown dataset {self.dataset!r}; valid names: {', '.join(DATASETS)}",
-        )
-        require(
-            len(self.hidden) >= 1 and min(self.hidden) >= 1,
-            f"hidden must list >= 1 positive width, got {self.hidden}",
-        )
-        for name in ("function_epochs", "dataset_epochs"):
-            require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
-        require(
-            self.dataset_batch_size >= 0,
-            f"dataset_batch_size must be >= 0, got {self.dataset_batch_size}",
-        )
+        n_train = n_train_of(self.dataset)
+        check_batch_sizes([self.dataset_train.batch_size], n_train, "dataset_train.batch_size")
+        for name in ("function_train", "dataset_train"):
+            require(
+                getattr(self, name).record_steps,
+                f"{name}.record_steps must be true: every iteration's record is the point here",
+            )
 
 
 PROFILES = {
-    "smoke": Config(
-        function_model="1-8-8-1",
-        n_points=64,
-        function_epochs=5,
-        function_batch_size=16,
-        hidden=(16,),
-        dataset_epochs=1,
-        dataset_batch_size=500,
-        seeds=2,
-    ),
-    "quick": Config(),
-    "full": Config(dataset="mnist", function_epochs=1000, dataset_epochs=10, seeds=5),
+    "smoke": {
+        "function_model": "1-8-8-1",
+        "n_points": 64,
+        "function_train.epochs": 5,
+        "function_train.batch_size": 16,
+        "hidden": (16,),
+        "dataset_train.epochs": 1,
+        "dataset_train.batch_size": 500,
+        "seeds": 2,
+    },
+    "full": {
+        "dataset": "mnist",
+        "function_train.epochs": 1000,
+        "dataset_train.epochs": 10,
+        "seeds": 5,
+    },
 }
 
 
-def run(cfg: Config, run_dir) -> dict:
-    cfg.validate()
-    seeds = model_seeds(cfg.seed, cfg.seeds)
-    regression = function_dataset(cfg.function, cfg.n_points).to(run_dir.device)
-    classification = load_dataset(cfg.dataset, device=run_dir.device)
-    setups = [
+def run(cfg: Config, ctx: RunContext) -> dict:
+    regression = ctx.function(cfg.function, cfg.n_points)
+    classification = ctx.dataset(cfg.dataset)
+    classifier = [classification.input_dim, *cfg.hidden, classification.num_classes]
+    setups = [  # task, data name, title, data, layer widths, training
         (
             "function",
             cfg.function,
             FUNCTIONS[cfg.function].formula,
             regression,
             parse_widths(cfg.function_model),
-            cfg.function_epochs,
-            cfg.function_batch_size,
+            cfg.function_train,
         ),
         (
             "classification",
             cfg.dataset,
-            DATASETS[cfg.dataset].description.split(":")[0],
+            DATASETS[cfg.dataset].description.split(":")[0],  # e.g. "mnist1d"
             classification,
-            [classification.input_dim, *cfg.hidden, classification.num_classes],
-            cfg.dataset_epochs,
-            cfg.dataset_batch_size,
+            classifier,
+            cfg.dataset_train,
         ),
     ]
     tasks, steps = [], []
-    for task, name, title, data, widths, epochs, batch_size in setups:
-        spec = {"kind": "mlp", "widths": widths, "activation": cfg.activation}
-        # evaluation only at the end: the per-iteration records are what this is about
-        train_cfg = TrainConfig(
-            optimizer=cfg.optimizer,
-            lr=cfg.lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            eval_every_epochs=epochs,
-            record_steps=True,
-        )
-        pop = Population(lambda spec=spec: build_model(spec), seeds, run_dir.device)
-        hist = run_dir.train(task, pop, data, train_cfg)
+    for task, name, title, data, widths, train in setups:
+        pop = mlp_population(widths, cfg.activation, cfg.seed, cfg.seeds, ctx.device)
+        hist = ctx.train(task, pop, data, train)
         tasks.append(
             {
                 "task": task,
                 "name": name,
                 "title": title,
-                "spec": spec,
+                "spec": {"kind": "mlp", "widths": widths, "activation": cfg.activation},
                 "params": mlp_param_count(widths, cfg.activation),
                 "loss": "MSE" if data.task == "regression" else "cross-entropy",
                 "n_train": data.n_train,
-                "batch_size": train_cfg.batch_size_for(data.n_train),
-                "epochs": epochs,
-                "steps_per_epoch": train_cfg.steps_per_epoch(data.n_train),
-                "diverged_seeds": [seeds[k] for k in hist.diverged],
+                "batch_size": train.batch_size_for(data.n_train),
+                "epochs": train.epochs,
+                "steps_per_epoch": train.steps_per_epoch(data.n_train),
+                "diverged_seeds": [pop.seeds[k] for k in hist.diverged],
             }
         )
-        for row in hist.step_records():
-            steps.append(
-                {
-                    "task": task,
-                    "seed": seeds[row["model"]],
-                    "iteration": row["step"] + 1,
-                    "loss": row["loss"],
-                    "grad_norm": row["grad_norm"],
-                }
-            )
-    return {"tasks": tasks, "steps": steps, "seeds": seeds}
+        steps += [
+            {
+                "task": task,
+                "seed": pop.seeds[r["model"]],
+                "iteration": r["step"] + 1,
+                "loss": r["loss"],
+                "grad_norm": r["grad_norm"],
+            }
+            for r in hist.step_records()
+        ]
+    return {"tasks": tasks, "steps": steps, "seeds": pop.seeds}
 
 
 def _runs(results: dict, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """iterations (T,), losses (n_seeds, T), grad norms (n_seeds, T) of one task."""
-    by_seed = group_rows([r for r in results["steps"] if r["task"] == task], "seed")
-    first = sorted(next(iter(by_seed.values())), key=lambda r: r["iteration"])
-    its = np.array([r["iteration"] for r in first])
-    rows = [sorted(rs, key=lambda r: r["iteration"]) for rs in by_seed.values()]
-    loss = np.array([[r["loss"] for r in rs] for rs in rows], dtype=float)
-    norm = np.array([[r["grad_norm"] for r in rs] for rs in rows], dtype=float)
-    return its, loss, norm
+    rows = [r for r in results["steps"] if r["task"] == task]
+    its, loss = series(rows, "iteration", "loss")
+    _, norm = series(rows, "iteration", "grad_norm")
+    return np.array(its), loss, norm
 
 
 def _moving_median(v: np.ndarray, window: int) -> np.ndarray:
     """Centred running median along the last axis (shrinking window at the ends)."""
     half = window // 2
-    t = v.shape[-1]
     return np.stack(
-        [np.nanmedian(v[..., max(0, i - half) : i + half + 1], axis=-1) for i in range(t)],
+        [
+            np.nanmedian(v[..., max(0, i - half) : i + half + 1], axis=-1)
+            for i in range(v.shape[-1])
+        ],
         axis=-1,
     )
 
@@ -196,24 +189,13 @@ def figures(results: dict) -> dict:
             (ax_norm, norm, "gradient norm ‖∇L‖₂"),
         ):
             for k, seed in enumerate(seeds):
-                ax.plot(
-                    its,
-                    values[k],
-                    color=COLORS[k % len(COLORS)],
-                    lw=0.5,
-                    alpha=0.45,
-                    label=f"seed {seed}",
-                )
+                color = COLORS[k % len(COLORS)]
+                ax.plot(its, values[k], color=color, lw=0.5, alpha=0.45, label=f"seed {seed}")
             smooth = np.exp(
                 np.nanmean(np.log(_moving_median(np.clip(values, 1e-300, None), window)), 0)
             )
-            ax.plot(
-                its,
-                smooth,
-                color="black",
-                lw=1.4,
-                label=f"geometric mean of n={len(seeds)} seeds, running median of {window}",
-            )
+            label = f"geometric mean of n={len(seeds)} seeds, running median of {window}"
+            ax.plot(its, smooth, color="black", lw=1.4, label=label)
             ax.set_yscale("log")
             ax.set_ylabel(ylabel)
         ax_norm.set_xlabel("iteration")
@@ -235,14 +217,8 @@ def _task_stats(results: dict, task: dict) -> dict:
     peak_at = np.nanargmax(norm, axis=1)  # (n_seeds,)
     # fraction of iterations whose loss exceeds the previous one (undefined for one iteration)
     went_up = (np.diff(loss, axis=1) > 0).mean(1) if len(its) > 1 else np.full(len(loss), np.nan)
-    # rank correlation over iterations, per seed (undefined for < 3 iterations)
-    corr = np.array(
-        [
-            spearmanr(g, lo).statistic if len(its) > 2 else np.nan
-            for g, lo in zip(norm, loss, strict=True)
-        ],
-        dtype=float,
-    )
+    # rank correlation over iterations, per seed (NaN for < 3 iterations)
+    corr = np.array([spearman(g, lo)[0] for g, lo in zip(norm, loss, strict=True)])
     finite = corr[np.isfinite(corr)]
     return {
         "iterations": len(its),
@@ -262,26 +238,19 @@ def _task_stats(results: dict, task: dict) -> dict:
     }
 
 
-def summarize(results: dict) -> dict:
-    out = {}
+def notes(results: dict) -> Notes:
+    summary, lines = {}, []
+    n = len(results["seeds"])
     for t in results["tasks"]:
         s = _task_stats(results, t)
         key = f"{t['task']} ({t['name']})"
-        out[f"{key}: grad norm at start / peak / end"] = [
+        summary[f"{key}: grad norm at start / peak / end"] = [
             s["norm_start"],
             s["norm_peak"],
             s["norm_end"],
         ]
-        out[f"{key}: fraction of iterations with a loss increase"] = s["fraction_up"]
-        out[f"{key}: Spearman r(grad norm, loss)"] = s["corr"]
-    return out
-
-
-def observations(results: dict) -> list[str]:
-    lines = []
-    n = len(results["seeds"])
-    for t in results["tasks"]:
-        s = _task_stats(results, t)
+        summary[f"{key}: fraction of iterations with a loss increase"] = s["fraction_up"]
+        summary[f"{key}: Spearman r(grad norm, loss)"] = s["corr"]
         name = f"{t['title']} (MLP, {t['params']} params, batch {t['batch_size']})"
         lines.append(
             f"{name}: over {s['iterations']} iterations and {n} seeds, the gradient norm starts "
@@ -299,48 +268,33 @@ def observations(results: dict) -> list[str]:
         )
         if t["diverged_seeds"]:
             lines.append(f"{name}: seeds {t['diverged_seeds']} diverged and were frozen.")
-    return lines
+    return Notes(summary, lines, [("Tasks", [_task_record(t) for t in results["tasks"]])])
 
 
-def settings(cfg: Config, results: dict) -> list[tuple[str, str]]:
-    rows = []
-    for t in results["tasks"]:
-        rows.append(
-            (
-                f"{t['task']} task",
-                f"{t['title']}, {t['n_train']} training examples; {describe_model(t['spec'])} "
-                f"({t['params']} params), {t['loss']} loss; batch {t['batch_size']}, "
-                f"{t['epochs']} epochs x {t['steps_per_epoch']} iterations",
-            )
-        )
-    rows += [
-        ("optimizer", f"{cfg.optimizer}, lr {cfg.lr:g} (both tasks)"),
-        (
-            "recorded",
-            "minibatch loss and its gradient 2-norm over all parameters, every iteration, before the update",
-        ),
-        (
-            "seeds",
-            f"{cfg.seeds} per task (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}), "
-            "trained as one population",
-        ),
-    ]
-    return rows
+def _task_record(t: dict) -> dict:
+    """What the report shows of one task: its data, model and length in iterations."""
+    return {
+        "task": t["task"],
+        "data": f"{t['title']}, {t['n_train']} training examples",
+        "model": f"{describe_model(t['spec'])}, {t['params']} params, {t['loss']} loss",
+        "batch size": t["batch_size"],
+        "iterations": f"{t['epochs']} epochs x {t['steps_per_epoch']}",
+    }
 
 
 EXPERIMENT = Experiment(
     id="gradient-norm",
-    homework="HW1-2",
+    item="HW1-2",
+    part="hw1-2",
+    rank=2,
     title="Gradient norm during training",
     question="How do the gradient norm and the loss evolve, iteration by iteration, while a "
     "network is trained on a simulated function and on a classification task?",
-    config_cls=Config,
+    config=Config,
     profiles=PROFILES,
     run=run,
     figures=figures,
-    summarize=summarize,
-    observations=observations,
-    settings=settings,
+    notes=notes,
     captions={
         f"grad-loss-{task}": f"{task} task: minibatch loss (top) and gradient 2-norm over all "
         "parameters (bottom) at every iteration, log scales; thin: each seed, black: "

@@ -51,6 +51,11 @@ def weight_trajectories(hist: History) -> torch.Tensor:
     return torch.stack(hist.snapshots, dim=1)
 
 
+def model_to_vector(model: nn.Module) -> torch.Tensor:
+    """(P,): the model's parameters as one flat vector, in parameters() order, detached."""
+    return nn.utils.parameters_to_vector(model.parameters()).detach()
+
+
 def vector_to_model(template: MLP, vector: torch.Tensor) -> MLP:
     """A copy of ``template`` whose parameters are the flat vector (P,) (parameters() order)."""
     model = MLP(template.widths, template.activation).to(vector.device, vector.dtype)
