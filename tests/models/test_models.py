@@ -53,3 +53,27 @@ def test_cnn_1d_and_2d_shapes_and_specs():
         MLP([1, 2, 1], "swish")
     with pytest.raises(DlprobeError, match="unknown model kind"):
         build_model({"kind": "rnn"})
+
+
+@pytest.mark.parametrize("activation,gain", [("relu", 2**0.5), ("tanh", 5 / 3), ("selu", 1.0)])
+def test_kaiming_init_draws_weights_with_the_activations_gain(activation, gain):
+    torch.manual_seed(0)
+    model = MLP([400, 400, 400, 3], activation, init="kaiming")
+    for layer in model.linears:
+        fan_in = layer.weight.shape[1]
+        assert layer.weight.mean().abs() < 0.05 / fan_in**0.5
+        assert layer.weight.std().item() == pytest.approx(gain / fan_in**0.5, rel=0.03)
+        assert layer.bias.abs().max() <= 1 / fan_in**0.5  # PyTorch's bias draw is kept
+
+
+def test_default_init_is_pytorchs_and_unknown_init_is_refused():
+    torch.manual_seed(3)
+    a = MLP([5, 7, 2])
+    torch.manual_seed(3)
+    b = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2)
+    )
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(DlprobeError, match="valid names: default, kaiming"):
+        MLP([5, 7, 2], init="xavier")

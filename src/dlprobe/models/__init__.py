@@ -18,11 +18,13 @@ from dlprobe.models.budget import (
     solve_width,
 )
 from dlprobe.models.cnn import CNN
+from dlprobe.models.init import INITS, initialize
 from dlprobe.models.mlp import MLP
 
 __all__ = [
     "ACTIVATIONS",
     "CNN",
+    "INITS",
     "MLP",
     "PIECEWISE_LINEAR",
     "Cos",
@@ -30,6 +32,7 @@ __all__ = [
     "build_model",
     "count_params",
     "describe_model",
+    "initialize",
     "make_activation",
     "mlp_param_count",
     "mlp_widths_for_budget",

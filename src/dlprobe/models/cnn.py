@@ -8,6 +8,7 @@ from torch import nn
 
 from dlprobe import DlprobeError
 from dlprobe.models.activations import check_activation, make_activation, units_before
+from dlprobe.models.init import initialize
 
 
 class CNN(nn.Sequential):
@@ -25,6 +26,7 @@ class CNN(nn.Sequential):
         num_classes: int,
         activation: str = "relu",
         kernel_size: int = 3,
+        init: str = "default",
     ):
         input_shape = [int(s) for s in input_shape]
         channels = [int(c) for c in channels]
@@ -52,6 +54,7 @@ class CNN(nn.Sequential):
             flat *= s
         layers += [nn.Flatten(), nn.Linear(flat, num_classes)]
         super().__init__(*layers)
+        initialize(self, init, activation)
         self.input_shape = input_shape
         self.channels = channels
         self.activation = activation

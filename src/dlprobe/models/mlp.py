@@ -8,6 +8,7 @@ from torch import nn
 
 from dlprobe import DlprobeError
 from dlprobe.models.activations import check_activation, make_activation, units_before
+from dlprobe.models.init import initialize
 
 
 class MLP(nn.Sequential):
@@ -15,10 +16,17 @@ class MLP(nn.Sequential):
 
     ``MLP([1, 190, 1], "relu")`` is the homework's shallow 571-parameter model. The linear
     layers are ``mlp.linears`` in order; hidden layer i is the output of ``linears[i]``.
-    The loss is not part of the model.
+    ``init`` is an initialization scheme of ``dlprobe.models.init``. The loss is not part
+    of the model.
     """
 
-    def __init__(self, widths: Sequence[int], activation: str = "relu", batch_norm: bool = False):
+    def __init__(
+        self,
+        widths: Sequence[int],
+        activation: str = "relu",
+        batch_norm: bool = False,
+        init: str = "default",
+    ):
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
             raise DlprobeError(f"MLP widths need >= 2 positive entries (in ... out), got {widths}")
@@ -32,6 +40,7 @@ class MLP(nn.Sequential):
                     layers.append(nn.BatchNorm1d(units_before(activation, w_out)))
                 layers.append(make_activation(activation))
         super().__init__(*layers)
+        initialize(self, init, activation)
         self.widths = widths
         self.activation = activation
 
