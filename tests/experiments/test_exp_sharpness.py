@@ -1,65 +1,54 @@
-import json
 import math
-import shutil
 
 import pytest
 import torch
-from exp_util import (
-    assert_complete_run,
-    assert_redraws,
-    load_results,
-    run_smoke,
-    trained_model,
-)
+from exp_util import load_results, trained_model
 
-from dlprobe.experiments.base import config_from_dict
-from dlprobe.experiments.classification import load_classification
-from dlprobe.experiments.sharpness import MEASURES, PROFILES, Config
+from dlprobe import DlprobeError
+from dlprobe.data import load_dataset
+from dlprobe.experiments.sharpness import EXPERIMENT, MEASURES
 from dlprobe.measure.interpolate import classification_metrics
 from dlprobe.measure.rescale import rescale_relu_layers
 from dlprobe.models import build_model, mlp_param_count
 
-FIGURES = ["sharpness-vs-batch-size", "dinh-rescaling"]
+pytestmark = pytest.mark.xdist_group("sharpness")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    run = run_smoke("sharpness", tmp_path_factory.mktemp("runs"))
-    results = load_results(run)
-    cfg = config_from_dict(Config, json.loads((run / "config.json").read_text())["config"])
-    data = load_classification(cfg.dataset, cfg.train_subset, cfg.seed, "cpu")
-    return run, results, cfg, data
+@pytest.fixture
+def smoke_run(smoke):
+    run = smoke("sharpness")
+    cfg = EXPERIMENT.make_config("smoke")
+    data = load_dataset(cfg.dataset).subset_train(cfg.train_subset, seed=cfg.seed)
+    return run, load_results(run), data
 
 
-def test_smoke_run_is_complete_and_redraws(smoke, tmp_path):
-    run, _, _, _ = smoke
-    assert_complete_run(run, FIGURES)
-    copy = tmp_path / "copy"  # redraw a copy: the other tests read the checkpoints
-    shutil.copytree(run, copy)
-    assert_redraws(copy)
-
-
-def test_at_least_ten_batch_sizes(smoke):
-    _, results, _, _ = smoke
+def test_at_least_ten_batch_sizes(smoke_run):
+    _, results, _ = smoke_run
     assert len({r["batch_size"] for r in results["runs"]}) >= 10
-    for cfg in (PROFILES["quick"], PROFILES["full"]):
+    for profile in ("quick", "full"):
+        cfg = EXPERIMENT.make_config(profile)
         assert len(set(cfg.batch_sizes)) >= 10 and cfg.epsilon == 1e-4
         assert cfg.sharpness_examples == 500
-    full = PROFILES["full"]
+    full = EXPERIMENT.make_config("full")
     assert full.dataset == "mnist"
     assert 20_000 <= mlp_param_count([784, *full.hidden, 10], full.activation) <= 30_000
 
 
-def test_sharpness_values_are_positive_and_finite(smoke):
-    _, results, _, _ = smoke
+def test_the_rescaling_needs_a_positively_homogeneous_activation():
+    with pytest.raises(DlprobeError, match="positively homogeneous activation 'tanh'"):
+        EXPERIMENT.make_config("smoke", {"activation": "tanh"})
+
+
+def test_sharpness_values_are_positive_and_finite(smoke_run):
+    _, results, _ = smoke_run
     for r in results["runs"] + results["dinh"]:
         for metric in MEASURES:
             assert r[metric] is not None and 0 < r[metric] < math.inf, (metric, r)
         assert r["hessian_norm"] > 0
 
 
-def test_rescaling_keeps_loss_and_changes_sharpness(smoke):
-    _, results, _, _ = smoke
+def test_rescaling_keeps_loss_and_changes_sharpness(smoke_run):
+    _, results, _ = smoke_run
     dinh = results["dinh"]
     assert len(dinh) >= 3 and {1.0} <= {r["factor"] for r in dinh}
     for metric in ("train_loss", "test_loss"):
@@ -70,8 +59,8 @@ def test_rescaling_keeps_loss_and_changes_sharpness(smoke):
     assert max(hessian) / min(hessian) > 10
 
 
-def test_rescaled_models_compute_the_same_function(smoke):
-    run, results, cfg, data = smoke
+def test_rescaled_models_compute_the_same_function(smoke_run):
+    run, results, data = smoke_run
     src = results["dinh_source"]
     model = trained_model(run, results["model"], src["stage"], results["seeds"].index(src["seed"]))
     # the checkpoint holds the model whose rescalings were measured

@@ -30,6 +30,8 @@ from .sweep import check_batch_sizes, data_record, epochs_for_steps, mlp_spec, n
 
 @dataclass(frozen=True)
 class Budget:
+    """How long every model of a comparison trains, whatever its batch size."""
+
     steps: PosInt = 2000  # optimizer steps per model (rounded to whole epochs), same for all
 
 
@@ -93,14 +95,11 @@ def train_sweep(
         )["probes"]
         ctx.log(f"  {key}: {pop.size} models probed")
         length = {"epochs": cfg.epochs, "steps": cfg.epochs * cfg.steps_per_epoch(data.n_train)}
-        yield (
-            key,
-            pop,
-            [
-                {"batch_size": batch, "full_batch": b == 0, "stage": key, **length, **final, **p}
-                for final, p in zip(hist.final_records(), probes, strict=True)
-            ],
-        )
+        records = [
+            {"batch_size": batch, "full_batch": b == 0, "stage": key, **length, **final, **p}
+            for final, p in zip(hist.final_records(), probes, strict=True)
+        ]
+        yield key, pop, records
 
 
 def split_metrics(model: nn.Module, data: Dataset) -> dict:
