@@ -1,24 +1,24 @@
 import pytest
-from exp_util import assert_complete_run, assert_redraws, load_results, run_smoke
+from exp_util import load_results
 
 from dlprobe import DlprobeError
 from dlprobe.data import load_dataset
-from dlprobe.experiments.params_vs_generalization import PROFILES, Config, model_specs
+from dlprobe.experiments.params_vs_generalization import EXPERIMENT, model_specs
 from dlprobe.models import build_model, count_params
 
+pytestmark = pytest.mark.xdist_group("params-vs-generalization")
 
-def test_smoke_run_through_cli_and_redraw(tmp_path):
-    run = run_smoke("params-vs-generalization", tmp_path)
-    assert_complete_run(run, ["loss", "accuracy"])
-    results = load_results(run)
-    cfg = PROFILES["smoke"]
+
+def test_smoke_run_records_every_size_and_seed(smoke):
+    results = load_results(smoke("params-vs-generalization"))
+    cfg = EXPERIMENT.make_config("smoke")
     # recorded counts are those of the rebuilt models, every size has every seed
     for m in results["models"]:
         assert m["params"] == count_params(build_model(m["spec"]))
         rows = [r for r in results["runs"] if r["params"] == m["params"]]
         assert sorted(r["seed"] for r in rows) == list(range(cfg.seed, cfg.seed + cfg.seeds))
     assert len(results["models"]) == cfg.sizes
-    assert_redraws(run)
+    assert results["dataset"]["n_train"] == cfg.train_subset
 
 
 def _check_family(specs: list[dict]) -> list[int]:
@@ -40,7 +40,7 @@ def _check_family(specs: list[dict]) -> list[int]:
 
 
 def test_quick_profile_spans_ten_sizes_over_two_orders_of_magnitude():
-    cfg = PROFILES["quick"]
+    cfg = EXPERIMENT.make_config("quick")
     data = load_dataset(cfg.dataset)
     counts = _check_family(model_specs(cfg, data.input_shape, data.num_classes))
     assert len(counts) >= 10
@@ -48,8 +48,7 @@ def test_quick_profile_spans_ten_sizes_over_two_orders_of_magnitude():
 
 
 def test_full_profile_is_cnns_on_cifar10_up_to_about_4_5_million():
-    cfg = PROFILES["full"]
-    cfg.validate()
+    cfg = EXPERIMENT.make_config("full")
     assert cfg.dataset == "cifar10" and cfg.family == "cnn"
     counts = _check_family(model_specs(cfg, (3, 32, 32), 10))
     assert len(counts) >= 10
@@ -58,6 +57,15 @@ def test_full_profile_is_cnns_on_cifar10_up_to_about_4_5_million():
 
 
 def test_too_many_sizes_for_the_range_is_an_error():
-    cfg = Config(min_params=300, max_params=400, sizes=10)
+    cfg = EXPERIMENT.make_config("quick", {"min_params": 300, "max_params": 400, "sizes": 10})
     with pytest.raises(DlprobeError, match="repeat"):
         model_specs(cfg, (1, 40), 10)
+
+
+def test_bad_settings_are_rejected_before_training():
+    with pytest.raises(DlprobeError, match="min_params < max_params"):
+        EXPERIMENT.make_config("quick", {"min_params": 5000, "max_params": 400})
+    with pytest.raises(DlprobeError, match="odd"):
+        EXPERIMENT.make_config("quick", {"kernel_size": 4})
+    with pytest.raises(DlprobeError, match="family"):
+        EXPERIMENT.make_config("quick", {"family": "rnn"})
