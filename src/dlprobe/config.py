@@ -375,11 +375,14 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def doc_of(config, path: str) -> str:
-    """The comment of a dotted setting."""
+    """The comment of a dotted setting, after the comments of the groups it is in."""
     *groups, leaf = path.split(".")
+    parts = []
     for g in groups:
+        parts.append(field_docs(type(config)).get(g, ""))
         config = getattr(config, g)
-    return field_docs(type(config)).get(leaf, "")
+    parts.append(field_docs(type(config)).get(leaf, ""))
+    return ": ".join(p for p in parts if p)
 
 
 def format_value(value) -> str:

@@ -27,12 +27,12 @@ def dlprobe(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedPr
 
 
 def test_list_shows_every_experiment_with_its_homework_item(capsys):
-    from dlprobe.experiments.base import registry
+    from dlprobe.experiments.kit import registry
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for exp in registry().values():
-        assert exp.id in out and exp.homework in out
+        assert exp.id in out and exp.item in out
 
 
 def test_datasets_lists_embedded_and_downloadable(capsys, tmp_path):
@@ -88,11 +88,11 @@ def test_bench_measures_both_ways_and_writes_json(tmp_path, capsys):
 
 
 def test_suite_help_lists_its_experiments_and_options(capsys):
-    from dlprobe.suite import suite_ids
+    from dlprobe.experiments.kit import get_suite, suite_ids
 
     assert main(["run", "hw1", "--help"]) == 0
     out = capsys.readouterr().out
-    for eid in suite_ids("hw1"):
+    for eid in suite_ids(get_suite("hw1")):
         assert eid in out
     for option in ("--profile", "--dataset", "--device", "--seed", "--out", "--resume"):
         assert option in out

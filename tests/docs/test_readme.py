@@ -3,8 +3,7 @@
 import re
 from pathlib import Path
 
-from dlprobe.experiments.base import registry
-from dlprobe.suite import SUITES
+from dlprobe.experiments.kit import SUITES, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -19,7 +18,7 @@ def test_every_relative_link_and_image_exists():
 
 
 def test_every_dlprobe_run_in_the_readme_names_a_real_experiment_or_suite():
-    ids = set(registry()) | set(SUITES)
+    ids = set(registry()) | {s.id for s in SUITES}
     named = re.findall(r"dlprobe run ([a-z0-9-]+)", README)
     assert named
     assert sorted(set(named) - ids) == []

@@ -8,7 +8,12 @@ import shutil
 import pytest
 
 from dlprobe.cli import main
-from dlprobe.suite import SUITES, suite_ids
+from dlprobe.experiments.kit import get_suite, suite_parts
+from dlprobe.experiments.kit import suite_ids as _suite_ids
+
+
+def suite_ids(name: str) -> list[str]:
+    return _suite_ids(get_suite(name))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def test_hw1_runs_every_experiment_into_one_folder(hw1):
 def test_hw1_report_has_sections_in_homework_order_and_links(hw1):
     out, _ = hw1
     html = (out / "report.html").read_text()
-    positions = [html.index(f"id='{anchor}'") for anchor, _, _ in SUITES["hw1"]]
+    positions = [html.index(f"id='{part.anchor}'") for part, _ in suite_parts(get_suite("hw1"))]
     assert positions == sorted(positions), "sections must follow HW1-1, HW1-2, HW1-3, bonus"
     for eid in suite_ids("hw1"):
         assert f"href='#{eid}'" in html and f"id='{eid}'" in html
@@ -51,7 +56,7 @@ def test_resume_skips_finished_experiments(hw1, capsys):
 
 
 def test_failing_experiment_does_not_lose_the_others(tmp_path, monkeypatch):
-    from dlprobe.experiments.base import get_experiment
+    from dlprobe.experiments.kit import get_experiment
 
     exp = get_experiment("sensitivity-manifold")
 

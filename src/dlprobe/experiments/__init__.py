@@ -1,2 +1,2 @@
-"""One module per experiment id, or a package (``protocol``, ``figures``, ``report``) for the
-larger ones; ``dlprobe.experiments.base`` says what each provides."""
+"""One module per experiment id; ``dlprobe.experiments.kit`` is what each one builds on
+(docs/adding-an-experiment.md walks through adding one)."""

@@ -38,6 +38,7 @@ from dlprobe.experiments.kit import (
     seeds_from,
     series,
 )
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.experiments.kit.trajectories import initial_metrics
 from dlprobe.models import (
     build_model,
@@ -292,9 +293,7 @@ def notes(results: dict) -> Notes:
     for (family,), ms in families.items():
         if len(ms) >= 2:
             lines.append(_depth_trend(family, sorted(ms, key=lambda m: m["depth"]), test))
-    n_div = sum(r["diverged"] for r in results["final"])
-    if n_div:
-        lines.append(f"{n_div} run(s) diverged and were frozen (see results.json).")
+    lines += diverged_lines(results["final"])
     return Notes(summary, lines, _tables(results))
 
 

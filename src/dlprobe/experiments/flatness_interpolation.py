@@ -51,6 +51,7 @@ from dlprobe.experiments.kit.batches import (
     train_config_for,
 )
 from dlprobe.experiments.kit.plotting import joint_legend, twin_axis
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.measure.interpolate import interpolate
 from dlprobe.train import TrainConfig
 
@@ -308,9 +309,7 @@ def notes(results: dict) -> Notes:
                 f"training loss by {left:.3g} beyond m1 (α = {-d:g}) and by {right:.3g} beyond "
                 f"m2 (α = {1 + d:g}): along this line {flatter} sits in the flatter valley."
             )
-    n_div = sum(r["diverged"] for r in results["trained"])
-    if n_div:
-        lines.append(f"{n_div} run(s) diverged and were frozen.")
+    lines += diverged_lines(results["trained"], "were frozen")
     grid = {"alphas": len(alphas), "from": alphas[0], "to": alphas[-1]}
     tables = [
         model_and_data_table(results),

@@ -35,7 +35,7 @@ from dlprobe.experiments.kit import (
     sci,
     spearman,
 )
-from dlprobe.experiments.kit.generalization import pearson
+from dlprobe.experiments.kit.stats import pearson
 from dlprobe.measure.gradient import population_gradient_norm, population_loss
 from dlprobe.measure.hessian import population_hessian_eigenvalues
 from dlprobe.measure.minimal_ratio import minimal_ratio, minimal_ratio_by_sampling
@@ -192,8 +192,8 @@ def _ratio_vs_loss(results: dict):
     setup = results["setup"]
     loss, grad_norm = _col(results, "loss"), _col(results, "grad_norm")
     reached = np.array([r["reached_threshold"] for r in results["runs"]], dtype=bool)
-    fig, axes = new_figure(ncols=2, width=5.6, height=4.6, sharey=True)
-    fig.set_layout_engine("constrained")  # room for the shared colour bar
+    # constrained layout leaves room for the shared colour bar
+    fig, axes = new_figure(ncols=2, width=5.6, height=4.6, layout="constrained", sharey=True)
     positive = grad_norm[np.isfinite(grad_norm) & (grad_norm > 0)]
     norm = LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.01))
     titles = (

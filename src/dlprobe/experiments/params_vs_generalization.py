@@ -34,7 +34,7 @@ from dlprobe.experiments.kit import (
     new_figure,
     seeds_from,
 )
-from dlprobe.experiments.kit.generalization import diverged_lines
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.models import build_model, count_params, describe_model, solve_width
 from dlprobe.train import Population, TrainConfig
 

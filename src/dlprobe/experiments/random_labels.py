@@ -36,7 +36,7 @@ from dlprobe.experiments.kit import (
     new_figure,
     series,
 )
-from dlprobe.experiments.kit.generalization import diverged_lines, pearson
+from dlprobe.experiments.kit.stats import diverged_lines, pearson
 from dlprobe.measure.critical import critical_sample_ratio
 from dlprobe.measure.norms import weight_norms
 from dlprobe.models import mlp_param_count

@@ -51,6 +51,7 @@ from dlprobe.experiments.kit.batches import (
     train_sweep,
 )
 from dlprobe.experiments.kit.plotting import joint_legend, twin_axis
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.measure.sensitivity import sensitivity
 from dlprobe.measure.sharpness import METHODS as SHARPNESS_METHODS
 from dlprobe.measure.sharpness import sharpness
@@ -252,9 +253,7 @@ def notes(results: dict) -> Notes:
             f"follows how far each model overfits (test loss {loss_lo:.3g} at batch {lo} vs "
             f"{loss_hi:.3g} at batch {hi} here)."
         )
-    n_div = sum(r["diverged"] for r in runs)
-    if n_div:
-        lines.append(f"{n_div} run(s) diverged and were frozen (see results.json).")
+    lines += diverged_lines(runs)
     probes = {
         "sensitivity": "both definitions, per example (never divided by the dataset size)",
         "test examples": results["sensitivity_examples"],

@@ -56,6 +56,7 @@ from dlprobe.experiments.kit.batches import (
     train_sweep,
 )
 from dlprobe.experiments.kit.plotting import joint_legend, twin_axis
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.measure.rescale import rescale_relu_layers
 from dlprobe.measure.sharpness import sharpness, valley_width
 from dlprobe.models import PIECEWISE_LINEAR
@@ -316,9 +317,7 @@ def notes(results: dict) -> Notes:
         f"(test minus training loss) at Spearman r = {rho_gap:+.2f}."
     )
     lines.append(_dinh_line(results["dinh"], results["dinh_source"]))
-    n_div = sum(r["diverged"] for r in runs)
-    if n_div:
-        lines.append(f"{n_div} run(s) diverged and were frozen (see results.json).")
+    lines += diverged_lines(runs)
     tables = [model_and_data_table(results), length_table(runs)]
     return Notes(_summary(results), lines, tables)
 

@@ -34,6 +34,7 @@ from dlprobe.experiments.kit import (
     sci,
     series,
 )
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.models import mlp_param_count, mlp_widths_for_budget
 from dlprobe.train import TrainConfig
 
@@ -222,9 +223,7 @@ def notes(results: dict) -> Notes:
             f"{depth[worst[0]]}-hidden-layer model; the single best run is a "
             f"{depth[best_seed[0]]}-hidden-layer model."
         )
-    n_div = sum(r["diverged"] for r in results["final"])
-    if n_div:
-        lines.append(f"{n_div} run(s) diverged and were frozen (see results.json).")
+    lines += diverged_lines(results["final"])
     return Notes(summary, lines)
 
 

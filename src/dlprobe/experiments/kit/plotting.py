@@ -30,12 +30,20 @@ def style() -> Iterator[None]:
         yield
 
 
-def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 4.0, **kw):
-    """A figure of ``ncols`` x ``nrows`` axes, each ``width`` x ``height`` inches.
+def new_figure(
+    ncols: int = 1,
+    nrows: int = 1,
+    width: float = 6.0,
+    height: float = 4.0,
+    layout: str | None = None,
+    **kw,
+):
+    """A figure of ``ncols`` x ``nrows`` axes, each ``width`` x ``height`` inches; ``kw`` go
+    to ``Figure.subplots`` (``sharey``, ``squeeze``, ...), ``layout`` to the figure.
 
     Figures are made without pyplot, so nothing is kept in a global figure list.
     """
-    fig = Figure(figsize=(width * ncols, height * nrows))
+    fig = Figure(figsize=(width * ncols, height * nrows), layout=layout)
     axes = fig.subplots(nrows, ncols, **kw)
     return fig, axes
 

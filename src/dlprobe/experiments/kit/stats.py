@@ -58,6 +58,30 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
     return float(spearmanr(*zip(*pairs, strict=True))[0]), len(pairs)
 
 
+def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
+    """Pearson's r over the pairs where both are finite, and their number n.
+
+    NaN when fewer than 3 pairs remain or either side is constant (r is undefined).
+    """
+    pairs = [
+        (a, b)
+        for a, b in zip(x, y, strict=True)
+        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+    ]
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return float("nan"), len(pairs)
+    a, b = np.array(pairs, dtype=float).T  # (n,), (n,)
+    return float(np.corrcoef(a, b)[0, 1]), len(pairs)
+
+
+def diverged_lines(
+    rows: Sequence[dict], consequence: str = "were frozen (see results.json)"
+) -> list[str]:
+    """The report's line on runs whose loss turned NaN/inf, or nothing when there are none."""
+    n = sum(1 for r in rows if r["diverged"])
+    return [f"{n} run(s) diverged and {consequence}."] if n else []
+
+
 def sci(v) -> str:
     """A number in scientific notation, or "nan"."""
     return "nan" if v is None or not math.isfinite(v) else f"{v:.2e}"
