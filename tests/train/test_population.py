@@ -252,3 +252,31 @@ def test_per_model_losses_equal_vmapped_losses():
     torch.testing.assert_close(
         per_model_losses(l1, pred, target), (pred - target).abs().mean((1, 2))
     )
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [lambda: MLP([40, 8, 10], "relu"), lambda: CNN([1, 40], [4], 10, "tanh")],
+    ids=["mlp", "cnn"],
+)
+def test_population_builds_seeded_models_and_leaves_global_rng_alone(factory):
+    torch.manual_seed(123)
+    torch.rand(5)  # some state a caller has reached
+    before = torch.get_rng_state()
+    pop = Population(factory, [3, 8])
+    assert torch.equal(torch.get_rng_state(), before)
+    for k, seed in enumerate([3, 8]):
+        torch.manual_seed(seed)
+        expected, built = factory().state_dict(), pop.model(k).state_dict()
+        assert expected.keys() == built.keys()
+        for name, p in expected.items():
+            assert torch.equal(built[name], p), f"model {k} {name}"
+
+
+def test_training_without_random_layers_leaves_global_rng_alone():
+    data = function_dataset("sinc", 32)
+    pop = Population(lambda: MLP([1, 6, 1], "tanh"), [0, 1])
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    train_population(pop, data, TrainConfig(epochs=2, batch_size=8))
+    assert torch.equal(torch.get_rng_state(), before)
