@@ -10,7 +10,7 @@ history = train_population(pop, data, TrainConfig(optimizer="adam", lr=1e-3, epo
 history.final("test_accuracy")        # one value per model
 """
 
-from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save
+from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint_file
 from dlprobe.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_factor, make_optimizer
 from dlprobe.train.history import History
 from dlprobe.train.plain import train_plain
@@ -33,6 +33,7 @@ __all__ = [
     "default_loss",
     "evaluate_population",
     "full_batch_grad_norms",
+    "load_checkpoint_file",
     "lr_factor",
     "make_optimizer",
     "train_plain",
