@@ -84,3 +84,60 @@ def test_plain_state_loads_back_equal(tmp_path):
     loaded = load_checkpoint_file(tmp_path / "s.pt")
     assert loaded["nested"] == state["nested"] and loaded["epoch"] == 2
     assert torch.equal(loaded["tensors"]["w"], state["tensors"]["w"])
+
+
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["stacked", "one-by-one"])
+def test_resume_with_frozen_models_gives_the_uninterrupted_history(tmp_path, batch_norm):
+    """Everything a checkpoint holds (stopped and diverged models, their reasons, step
+    records, snapshots) loads with weights_only and resumes to the same numbers."""
+    data = function_dataset("square", 32)
+    cfg = TrainConfig(
+        optimizer="momentum",
+        lr=0.1,
+        epochs=8,
+        batch_size=8,
+        stop_below_train_loss=0.03,
+        record_steps=True,
+        snapshot_every_epochs=2,
+    )
+
+    def population():
+        pop = Population(lambda: MLP([1, 8, 1], "relu", batch_norm=batch_norm), [0, 1, 2])
+        with torch.no_grad():  # model 2 starts 100x larger and blows up
+            for p in pop.per_model_parameters()[2]:
+                p.mul_(100)
+        return pop
+
+    full = train_population(pop_full := population(), data, cfg)
+    assert full.diverged == [2] and any(full.reached_target)
+    ckpt = Checkpoint(tmp_path / "c.pt")
+
+    def interrupt(done, total, metrics):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_population(population(), data, cfg, checkpoint=ckpt, progress=interrupt)
+    assert load_checkpoint_file(ckpt.path)["epoch"] == 4
+    resumed = train_population(pop_resumed := population(), data, cfg, checkpoint=ckpt)
+    assert resumed.state().keys() == full.state().keys()
+    for name, value in full.state().items():
+        if name == "seconds":
+            continue
+        if name == "snapshots":
+            assert all(torch.equal(a, b) for a, b in zip(resumed.snapshots, value, strict=True))
+        else:
+            assert repr(getattr(resumed, name)) == repr(value), name  # NaN == NaN as text
+    assert torch.equal(pop_resumed.flat_params(), pop_full.flat_params())
+
+
+def test_checkpoint_of_an_older_trainer_is_refused(tmp_path):
+    path = tmp_path / "old.pt"
+    atomic_torch_save({"epoch": 1, "population": {}}, path)  # no "format": before this version
+    with pytest.raises(DlprobeError, match="another version of dlprobe's trainer"):
+        train_population(
+            Population(lambda: MLP([1, 4, 1]), [0]),
+            function_dataset("sinc", 16),
+            TrainConfig(epochs=2, batch_size=8),
+            checkpoint=Checkpoint(path),
+        )
