@@ -141,3 +141,38 @@ def test_checkpoint_of_an_older_trainer_is_refused(tmp_path):
             TrainConfig(epochs=2, batch_size=8),
             checkpoint=Checkpoint(path),
         )
+
+
+def test_dropout_draws_from_the_global_generator_and_resumes_exactly(tmp_path):
+    """Dropout advances torch's global generator (documented); the checkpoint keeps its
+    state, so a resumed training gives the uninterrupted numbers whatever the caller's."""
+    data = function_dataset("square", 32)
+    cfg = TrainConfig(epochs=4, batch_size=8)
+
+    def population():
+        return Population(
+            lambda: torch.nn.Sequential(
+                torch.nn.Linear(1, 16),
+                torch.nn.Tanh(),
+                torch.nn.Dropout(0.2),
+                torch.nn.Linear(16, 1),
+            ),
+            [0, 1],
+        )
+
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    full = train_population(population(), data, cfg)
+    assert not torch.equal(torch.get_rng_state(), before)
+
+    def interrupt(done, total, metrics):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    ckpt = Checkpoint(tmp_path / "c.pt")
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train_population(population(), data, cfg, checkpoint=ckpt, progress=interrupt)
+    torch.manual_seed(12345)  # another global state: the checkpoint's is restored
+    resumed = train_population(population(), data, cfg, checkpoint=ckpt)
+    assert resumed.train_loss == full.train_loss and resumed.test_loss == full.test_loss
