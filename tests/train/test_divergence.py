@@ -103,26 +103,39 @@ def test_some_models_diverge_and_the_others_equal_their_separate_training():
         assert hist.final("train_loss")[k] == pytest.approx(_train_loss(separate, data), rel=1e-4)
 
 
-@pytest.mark.parametrize("factor", [100.0, 0.0])
-def test_blowup_factor_catches_a_finite_blow_up_and_zero_turns_it_off(factor):
-    """Full-batch SGD on a linear model with a learning rate just past stability: the loss
-    grows by a steady factor per step, so it passes 100 x its start long before inf."""
+@pytest.mark.parametrize("factor,eval_every", [(100.0, 1), (0.0, 5)])
+def test_blowup_factor_catches_a_finite_blow_up_and_zero_turns_it_off(factor, eval_every):
+    """Full-batch SGD on a linear model with a learning rate past stability: the loss grows
+    by a steady factor per step, so it passes 100 x its start long before inf."""
     data = _square()
     pop = Population(lambda: torch.nn.Sequential(torch.nn.Linear(1, 1)), [0, 1])
-    cfg = TrainConfig(optimizer="sgd", lr=2.0, epochs=60, batch_size=0, blowup_loss_factor=factor)
+    cfg = TrainConfig(
+        optimizer="sgd",
+        lr=2.0,
+        epochs=60,
+        batch_size=0,
+        blowup_loss_factor=factor,
+        eval_every_epochs=eval_every,
+    )
     hist = train_population(pop, data, cfg)
     assert hist.diverged == [0, 1]
     for k in range(2):
-        row = hist.epochs.index(hist.diverged_at_epoch[k])
+        row = next(i for i, r in enumerate(hist.train_loss) if math.isnan(r[k]))
         before = [r[k] for r in hist.train_loss[:row]]
-        assert all(math.isfinite(v) for v in before) and math.isnan(hist.train_loss[row][k])
+        assert all(math.isfinite(v) for v in before)
+        assert _is_nan([r[k] for r in hist.train_loss[row:]])
         if factor:
             assert hist.diverged_reason[k] == LOSS_ABOVE_BLOWUP
+            assert hist.epochs[row] == hist.diverged_at_epoch[k]  # found at that evaluation
             assert max(before) <= factor * hist.initial_train_loss[k]
             assert math.isfinite(_train_loss(pop.model(k), data))  # frozen where it was seen
         else:
             assert hist.diverged_reason[k] == NON_FINITE_LOSS
             assert max(before) > 1e6 * hist.initial_train_loss[k]  # passed 1e6 x unnoticed
+    if not factor:  # found by the per-step check between evaluations: one row is forced
+        last = max(hist.diverged_at_epoch) + 1
+        assert hist.epochs[-1] == last and last % eval_every != 0
+        assert len(hist.epochs) == last // eval_every + 1
 
 
 def test_non_finite_parameter_with_finite_loss_is_caught_at_evaluation():
