@@ -1,7 +1,10 @@
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 from dlprobe import DlprobeError
 from dlprobe.data import function_dataset, load_dataset
@@ -14,6 +17,7 @@ from dlprobe.train import (
     train_plain,
     train_population,
 )
+from dlprobe.train import population as population_module
 
 
 def _mnist1d_small():
@@ -49,7 +53,6 @@ def test_population_equals_separate_trainings(optimizer, schedule, arch):
         return MLP([40, 32, 32, 10], "tanh")
 
     pop = Population(factory, seeds)
-    assert (pop._plan is None) == (arch == "cnn")
     hist = train_population(pop, data, cfg)
     for k, seed in enumerate(seeds):
         torch.manual_seed(seed)
@@ -87,15 +90,19 @@ def test_diverging_model_is_frozen_and_others_continue():
         for p in pop.parameters():
             p[1].fill_(1e30)
     before = pop.flat_params()[1].clone()
+    initial, _ = evaluate_population(pop, data.x_train, data.y_train, F.mse_loss)
     hist = train_population(
         pop, data, TrainConfig(optimizer="adam", lr=1e-2, epochs=5, batch_size=16)
     )
     assert hist.diverged == [1]
-    assert hist.diverged_at_epoch[1] == 0
+    assert hist.diverged_at_epoch[1] == 0 and hist.diverged_reason[1] == "non-finite loss"
+    assert hist.steps_taken == [5 * 4, 0, 5 * 4]
     assert torch.equal(pop.flat_params()[1], before), "diverged model must stay frozen"
     finals = hist.final("train_loss")
-    assert math.isfinite(finals[0]) and math.isfinite(finals[2])
-    assert finals[0] < hist.train_loss[0][0] or hist.epochs[0] == 1
+    assert math.isnan(finals[1]) and math.isnan(hist.initial_train_loss[1])
+    for k in (0, 2):  # the others trained on: their loss went down from the start
+        assert hist.initial_train_loss[k] == initial[k].item()
+        assert finals[k] < initial[k].item()
     records = hist.final_records()  # regression: no accuracy columns
     assert [r["seed"] for r in records] == [0, 1, 2]
     assert [r["diverged"] for r in records] == [False, True, False]
@@ -198,46 +205,63 @@ def test_recorded_step_grad_norm_matches_a_single_model_backward():
         (lambda: torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.SELU()), (6, 3)),
     ],
 )
-def test_sequential_shortcut_equals_vmap(factory, x_shape):
+def test_sequential_shortcut_equals_vmap(factory, x_shape, monkeypatch):
     """The batched-matmul road for plain Sequentials gives vmap's outputs and gradients."""
     pop = Population(factory, seeds=[0, 1, 2])
-    assert pop._plan is not None
+    assert not _forward_calls_vmap(pop, torch.zeros(*x_shape), monkeypatch)  # the shortcut
+    models = pop.models_list()
+    params, buffers = stack_module_state(models)  # the vmap road, built here
+    base = copy.deepcopy(models[0]).to("meta")
     gen = torch.Generator().manual_seed(0)
     x_shared = torch.randn(*x_shape, generator=gen)
     x_each = torch.randn(3, *x_shape, generator=gen)
-
-    def outputs_and_grads():
-        results = []
-        for x, shared in ((x_shared, True), (x_each, False)):
-            out = pop.forward(x, shared=shared)
-            grads = torch.autograd.grad((out**2).sum(), pop.parameters())
-            results.append((out.detach(), grads))
-        return results
-
-    fast = outputs_and_grads()
-    pop._plan = None  # force the general vmap road
-    slow = outputs_and_grads()
-    for (out_f, g_f), (out_s, g_s) in zip(fast, slow, strict=True):
-        assert out_f.shape == out_s.shape and out_f.shape[:2] == (3, 6)
-        torch.testing.assert_close(out_f, out_s, rtol=1e-6, atol=1e-6)
-        for a, b in zip(g_f, g_s, strict=True):
+    for x, shared in ((x_shared, True), (x_each, False)):
+        out = pop.forward(x, shared=shared)
+        grads = torch.autograd.grad((out**2).sum(), pop.parameters())
+        expected = vmap(
+            lambda p, b, xb: functional_call(base, (p, b), (xb,)),
+            in_dims=(0, 0, None if shared else 0),
+        )(params, buffers, x)
+        expected_grads = torch.autograd.grad((expected**2).sum(), list(params.values()))
+        assert out.shape == expected.shape and out.shape[:2] == (3, 6)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+        for a, b in zip(grads, expected_grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_shortcut_only_for_plain_sequentials():
+def _forward_calls_vmap(pop, x, monkeypatch) -> bool:
+    """Whether ``pop.forward(x, shared=True)`` goes through torch.func.vmap."""
+    calls = []
+
+    def counting_vmap(*args, **kwargs):
+        calls.append(args)
+        return vmap(*args, **kwargs)
+
+    monkeypatch.setattr(population_module, "vmap", counting_vmap)
+    pop.forward(x, shared=True)
+    monkeypatch.undo()
+    return bool(calls)
+
+
+def test_shortcut_only_for_plain_sequentials(monkeypatch):
+    """Other models take the vmap road, and give each model's own outputs."""
+
     class Residual(torch.nn.Sequential):
         def forward(self, x):
             return x + super().forward(x)
 
-    assert Population(lambda: MLP([4, 6, 2], "maxout"), [0])._plan is None  # learnable groups
-    assert Population(lambda: CNN([1, 40], [4], 10), [0])._plan is None
-    assert Population(lambda: Residual(torch.nn.Linear(3, 3)), [0])._plan is None
+    for factory, x in [
+        (lambda: MLP([4, 6, 2], "maxout"), torch.randn(5, 4)),  # learnable groups
+        (lambda: CNN([1, 40], [4], 10), torch.randn(5, 1, 40)),
+        (lambda: Residual(torch.nn.Linear(3, 3)), torch.randn(5, 3)),
+    ]:
+        pop = Population(factory, [0, 1])
+        assert _forward_calls_vmap(pop, x, monkeypatch)
+        expected = torch.stack([m(x) for m in pop.models_list()])
+        torch.testing.assert_close(pop.forward(x, shared=True), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_per_model_losses_equal_vmapped_losses():
-    import torch.nn.functional as F
-    from torch.func import vmap
-
     from dlprobe.train.trainer import per_model_losses
 
     gen = torch.Generator().manual_seed(0)
@@ -252,3 +276,31 @@ def test_per_model_losses_equal_vmapped_losses():
     torch.testing.assert_close(
         per_model_losses(l1, pred, target), (pred - target).abs().mean((1, 2))
     )
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [lambda: MLP([40, 8, 10], "relu"), lambda: CNN([1, 40], [4], 10, "tanh")],
+    ids=["mlp", "cnn"],
+)
+def test_population_builds_seeded_models_and_leaves_global_rng_alone(factory):
+    torch.manual_seed(123)
+    torch.rand(5)  # some state a caller has reached
+    before = torch.get_rng_state()
+    pop = Population(factory, [3, 8])
+    assert torch.equal(torch.get_rng_state(), before)
+    for k, seed in enumerate([3, 8]):
+        torch.manual_seed(seed)
+        expected, built = factory().state_dict(), pop.model(k).state_dict()
+        assert expected.keys() == built.keys()
+        for name, p in expected.items():
+            assert torch.equal(built[name], p), f"model {k} {name}"
+
+
+def test_training_without_random_layers_leaves_global_rng_alone():
+    data = function_dataset("sinc", 32)
+    pop = Population(lambda: MLP([1, 6, 1], "tanh"), [0, 1])
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    train_population(pop, data, TrainConfig(epochs=2, batch_size=8))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -1,6 +1,7 @@
 """Datasets as whole in-memory tensors, and label corruption.
 
 ``load_dataset(name)`` returns a :class:`Dataset`; ``DATASETS`` lists every name.
+``from_torch_dataset(train, test)`` loads a user's map-style torch Dataset into one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dlprobe.data.dataset import Dataset
 from dlprobe.data.embedded import load_digits, load_mnist1d
 from dlprobe.data.functions import FUNCTIONS, TargetFunction, function_dataset, get_function
 from dlprobe.data.images import IMAGE_SETS, image_files_present, load_image_dataset
+from dlprobe.data.torch_datasets import from_torch_dataset
 
 __all__ = [
     "CORRUPTION_MODES",
@@ -28,6 +30,7 @@ __all__ = [
     "corrupt_labels",
     "dataset_status",
     "default_data_dir",
+    "from_torch_dataset",
     "function_dataset",
     "get_function",
     "load_dataset",

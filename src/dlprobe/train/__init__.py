@@ -8,9 +8,17 @@ data = load_dataset("mnist1d")
 pop = Population(lambda: MLP([40, 64, 64, 10], "relu"), seeds=range(8))
 history = train_population(pop, data, TrainConfig(optimizer="adam", lr=1e-3, epochs=20))
 history.final("test_accuracy")        # one value per model
+
+# A fresh population, each model until its train loss is below 0.01 or for 200 epochs:
+pop = Population(lambda: MLP([40, 64, 64, 10], "relu"), seeds=range(8))
+history = train_population(pop, data, TrainConfig(epochs=200, stop_below_train_loss=0.01))
+history.stopped_at_epoch, history.steps_taken, history.reached_target  # one per model
+
+# Any map-style torch Dataset of (x, y), e.g. TensorDataset(x, y), is loaded into memory:
+train_population(pop, TensorDataset(x, y), cfg, test_data=TensorDataset(x_test, y_test))
 """
 
-from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save
+from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint_file
 from dlprobe.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_factor, make_optimizer
 from dlprobe.train.history import History
 from dlprobe.train.plain import train_plain
@@ -33,6 +41,7 @@ __all__ = [
     "default_loss",
     "evaluate_population",
     "full_batch_grad_norms",
+    "load_checkpoint_file",
     "lr_factor",
     "make_optimizer",
     "train_plain",

@@ -37,9 +37,19 @@ class TrainConfig:
     step_every_epochs: int = 30  # for schedule=step: epochs between decays
     step_gamma: float = 0.1  # for schedule=step: factor per decay
     objective: str = "loss"  # "loss", or "grad_norm_sq" (squared gradient norm of the loss)
-    stop_below_grad_norm: float = (
-        0.0  # freeze a model once its full-batch gradient norm is below this
-    )
+    # Stop targets, checked at every evaluation (0: off). A model that meets one is frozen
+    # where it is and the others go on; the training ends when every model is frozen, or
+    # after ``epochs`` (the cap).
+    stop_below_grad_norm: float = 0.0  # full-batch gradient norm of the train loss below this
+    stop_below_train_loss: float = 0.0  # loss on the whole training set below this
+    stop_at_train_accuracy: float = 0.0  # fraction of training examples right, in (0, 1]
+    # Divergence: a model is frozen at its last finite parameters once a minibatch loss is
+    # NaN/inf, or at an evaluation once its train loss or a parameter is NaN/inf or its
+    # train loss exceeds this factor times its own train loss before training (0: off; a
+    # model that starts at loss 0 is not checked). Relative, so one value fits
+    # cross-entropy (starts near ln C: threshold ~2e6 for 10 classes) and MSE on targets
+    # of any scale; no healthy training climbs a million-fold above where it started.
+    blowup_loss_factor: float = 1e6
     eval_every_epochs: int = 1  # full train/test evaluation period, in epochs
     record_steps: bool = False  # record per-step loss and gradient norm of every model
     snapshot_every_epochs: int = 0  # keep flat parameters every n epochs (0: none)
@@ -72,6 +82,29 @@ class TrainConfig:
                 raise DlprobeError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.snapshot_every_epochs < 0 or self.warmup_epochs < 0:
             raise DlprobeError("snapshot_every_epochs and warmup_epochs must be >= 0")
+        for name in ("stop_below_grad_norm", "stop_below_train_loss"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise DlprobeError(f"{name} must be a finite number >= 0 (0: off), got {value}")
+        if not (0 <= self.stop_at_train_accuracy <= 1):  # also refuses NaN
+            raise DlprobeError(
+                "stop_at_train_accuracy must be a fraction in (0, 1], or 0 for off, got "
+                f"{self.stop_at_train_accuracy}"
+            )
+        if not (self.blowup_loss_factor == 0 or 1 < self.blowup_loss_factor < math.inf):
+            raise DlprobeError(
+                "blowup_loss_factor must be a finite number > 1, or 0 for off, got "
+                f"{self.blowup_loss_factor}"
+            )
+
+    @property
+    def has_stop_target(self) -> bool:
+        """Whether any stop target (gradient norm, train loss, train accuracy) is set."""
+        return (
+            self.stop_below_grad_norm > 0
+            or self.stop_below_train_loss > 0
+            or self.stop_at_train_accuracy > 0
+        )
 
     def batch_size_for(self, n_train: int) -> int:
         return n_train if self.batch_size == 0 else self.batch_size

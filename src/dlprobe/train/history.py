@@ -8,14 +8,38 @@ import torch
 
 METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")  # per epoch, per model
 
+# Why a model was declared diverged (``History.diverged_reason``).
+NON_FINITE_LOSS = "non-finite loss"
+NON_FINITE_PARAMETERS = "non-finite parameters"
+LOSS_ABOVE_BLOWUP = "loss above blow-up threshold"
+
 
 @dataclass
 class History:
-    """Metrics of a population of K models. Lists are indexed [time][model].
+    """Metrics of a population of K models. Lists are indexed [time][model] or [model].
 
-    ``accuracy`` lists are empty for regression. ``diverged_at_epoch[k]`` is the epoch in
-    which model k's loss became NaN/inf (it was frozen there), else None;
-    ``stopped_at_epoch[k]`` the epoch in which it met ``stop_below_grad_norm``.
+    Rows are taken every ``eval_every_epochs``, after the last epoch, and when every model
+    has stopped, so there is always at least one (all-NaN at epoch 0 when every model
+    diverged before training). ``accuracy`` lists are empty for regression, ``test`` lists
+    when the data has no test split.
+
+    Epochs count completed epochs. ``diverged_at_epoch[k]`` is the number of epochs model k
+    had completed when it was found diverged (None: it did not), ``diverged_reason[k]`` why:
+
+    - "non-finite loss": a minibatch loss in the next epoch, or its train loss at an
+      evaluation or before training (epoch 0), was NaN/inf;
+    - "non-finite parameters": at an evaluation, a parameter was NaN/inf;
+    - "loss above blow-up threshold": at an evaluation, its train loss exceeded
+      ``blowup_loss_factor * initial_train_loss[k]`` (see ``TrainConfig``).
+
+    A diverged model is frozen at its last finite parameters (where it was found, or, if a
+    step overflowed them, where they were at the previous evaluation or before training).
+    Its metrics in every row from then on, and its step records from the step it was found
+    on, are NaN.
+    ``stopped_at_epoch[k]`` is the evaluation at which model k met a stop target and was
+    frozen where it was; ``reached_target[k]`` says whether it did (None for every model
+    when no stop target was set). ``steps_taken[k]`` counts the optimizer steps that
+    updated model k.
     """
 
     seeds: list[int]
@@ -29,13 +53,13 @@ class History:
     step_grad_norm: list[list[float]] = field(default_factory=list)
     snapshot_epochs: list[int] = field(default_factory=list)
     snapshots: list[torch.Tensor] = field(default_factory=list)  # each (K, P), on CPU
+    initial_train_loss: list[float] = field(default_factory=list)  # per model, before training
     diverged_at_epoch: list[int | None] = field(default_factory=list)
+    diverged_reason: list[str | None] = field(default_factory=list)
     stopped_at_epoch: list[int | None] = field(default_factory=list)
+    reached_target: list[bool | None] = field(default_factory=list)
+    steps_taken: list[int] = field(default_factory=list)  # optimizer steps per model
     seconds: float = 0.0
-
-    @property
-    def num_models(self) -> int:
-        return len(self.seeds)
 
     @property
     def diverged(self) -> list[int]:

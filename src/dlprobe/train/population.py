@@ -13,8 +13,9 @@ as K separate modules behind the same interface.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -52,8 +53,30 @@ def _needs_loop(model: nn.Module) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """``torch.manual_seed(seed)`` for the CPU generator and ``device``'s, undone on exit.
+
+    Seeds only the generators it restores: ``torch.manual_seed`` would also reseed every
+    other CUDA device (lazily, if CUDA is not initialized yet) and leave them changed.
+    """
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 class Population:
-    """K models built by ``factory`` under ``torch.manual_seed(seed)`` for each seed."""
+    """K models built by ``factory`` under ``torch.manual_seed(seed)`` for each seed.
+
+    Model k is the model ``torch.manual_seed(seeds[k]); factory()`` would build; the
+    caller's random state (CPU, and the population's CUDA device) is left as it was.
+    """
 
     def __init__(
         self,
@@ -64,10 +87,11 @@ class Population:
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise DlprobeError("a population needs at least one seed")
+        device = torch.device(device)
         models = []
         for seed in seeds:
-            torch.manual_seed(seed)
-            models.append(factory().to(device))
+            with _seeded(seed, device):
+                models.append(factory().to(device))
         self._init_from_models(models, seeds)
 
     @classmethod

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.func import vmap
+from torch.utils.data import Dataset as TorchDataset
 
+from dlprobe import DlprobeError
 from dlprobe.data.dataset import Dataset
+from dlprobe.data.torch_datasets import from_torch_dataset
 from dlprobe.train.checkpoint import Checkpoint
 from dlprobe.train.config import TrainConfig, lr_factor, make_optimizer
-from dlprobe.train.history import History
+from dlprobe.train.history import (
+    LOSS_ABOVE_BLOWUP,
+    NON_FINITE_LOSS,
+    NON_FINITE_PARAMETERS,
+    History,
+)
 from dlprobe.train.population import Population
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -39,11 +48,19 @@ def per_model_losses(loss_fn: LossFn, out: torch.Tensor, y: torch.Tensor) -> tor
     return vmap(loss_fn)(out, y)
 
 
-@torch.no_grad()
 def evaluate_population(
     pop: Population, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mean loss (K,) and, for integer labels, accuracy (K,) of every model on (x, y)."""
+    loss, correct = _loss_and_correct(pop, x, y, loss_fn, chunk)
+    return loss, (None if correct is None else correct / x.shape[0])
+
+
+@torch.no_grad()
+def _loss_and_correct(
+    pop: Population, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean loss (K,) and, for integer labels, the number of correct examples (K,)."""
     pop.train(False)
     loss_sum = torch.zeros(pop.size, device=x.device)
     correct = torch.zeros(pop.size, device=x.device)
@@ -54,8 +71,7 @@ def evaluate_population(
         if not yb.is_floating_point():
             correct += (out.argmax(-1) == yb).float().sum(-1)
     pop.train(True)
-    n = x.shape[0]
-    return loss_sum / n, (None if y.is_floating_point() else correct / n)
+    return loss_sum / x.shape[0], (None if y.is_floating_point() else correct)
 
 
 def full_batch_grad_norms(pop: Population, data: Dataset, loss_fn: LossFn) -> torch.Tensor:
@@ -86,16 +102,37 @@ def _per_model_sq_norms(pop: Population, params, grads) -> torch.Tensor:
 
 
 class _Freezer:
-    """Keeps frozen models (diverged or finished) exactly where they stopped."""
+    """Keeps frozen models (diverged or finished) exactly where they stopped.
+
+    It also keeps each active model's parameters from the last time they were all finite
+    (before training, then at every evaluation): a model whose parameters overflowed in a
+    step is frozen at those instead.
+    """
 
     def __init__(self, pop: Population):
         self.pop = pop
         self.active = torch.ones(pop.size, dtype=torch.bool)
         self.frozen: list[list[torch.Tensor] | None] = [None] * pop.size
+        self.last_finite: list[list[torch.Tensor] | None] = [None] * pop.size
 
+    @torch.no_grad()
+    def remember_finite(self, finite: torch.Tensor) -> None:
+        """Copy the parameters of every active model k with ``finite[k]`` (a (K,) mask)."""
+        per_model = self.pop.per_model_parameters()
+        for k in torch.nonzero(finite & self.active).flatten().tolist():
+            self.last_finite[k] = [p.detach().clone() for p in per_model[k]]
+
+    @torch.no_grad()
     def freeze(self, k: int) -> None:
+        """Stop model k where it is, or at its last finite parameters if some are not.
+
+        Changes no parameter (a step's graph may still need them): ``restore`` does.
+        """
+        kept = [p.detach().clone() for p in self.pop.per_model_parameters()[k]]
+        if self.last_finite[k] is not None and not all(torch.isfinite(p).all() for p in kept):
+            kept = self.last_finite[k]
         self.active[k] = False
-        self.frozen[k] = [p.detach().clone() for p in self.pop.per_model_parameters()[k]]
+        self.frozen[k], self.last_finite[k] = kept, None
 
     def mask_grads(self) -> None:
         if self.active.all():
@@ -115,28 +152,75 @@ class _Freezer:
                 p.copy_(saved)
 
     def state(self) -> dict:
-        return {"active": self.active.clone(), "frozen": self.frozen}
+        return {
+            "active": self.active.clone(),
+            "frozen": self.frozen,
+            "last_finite": self.last_finite,
+        }
 
     def load(self, state: dict) -> None:
-        self.active, self.frozen = state["active"].clone(), state["frozen"]
+        """Take a ``state()``, moving its tensors (loaded on the CPU) to the population's device."""
+
+        def to_device(per_model):
+            device = self.pop.device
+            return [None if ps is None else [p.to(device) for p in ps] for ps in per_model]
+
+        self.active = state["active"].clone()
+        self.frozen, self.last_finite = to_device(state["frozen"]), to_device(state["last_finite"])
+
+
+# Version of the state train_population checkpoints; a checkpoint of another is refused.
+CHECKPOINT_FORMAT = 2
 
 
 def train_population(
     pop: Population,
-    data: Dataset,
+    data: Dataset | TorchDataset,
     cfg: TrainConfig,
     loss_fn: LossFn | None = None,
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
+    test_data: TorchDataset | None = None,
 ) -> History:
     """Train every model of ``pop`` on ``data`` and return its history.
 
-    Model k draws its minibatch order from a generator seeded with its own seed. A model
-    whose loss turns NaN/inf is frozen at its last finite parameters and listed in
-    ``history.diverged_at_epoch``; the others go on. With ``checkpoint`` the state is saved
-    every ``checkpoint.every_epochs`` epochs and a later call resumes from it.
+    Model k draws its minibatch order from a generator seeded with its own seed. Before
+    training every model's train loss is evaluated (``history.initial_train_loss``, the
+    reference of ``cfg.blowup_loss_factor``). A model that diverges (see ``History``) is
+    frozen at its last finite parameters; one that meets a stop target of ``cfg`` is frozen
+    where it is; the others go on, and training ends when every model is frozen. Random
+    layers (dropout) draw from torch's global generator on the population's device, as in
+    any PyTorch loop, so they advance it (a resumed training restores it from the
+    checkpoint); models without random layers leave it untouched.
+
+    Args:
+        pop: the models, trained in place.
+        data: a dlprobe ``Dataset``, or a map-style torch Dataset of ``(x, y)`` items,
+            which is loaded whole into memory on ``pop.device`` once (see
+            ``dlprobe.data.from_torch_dataset``); an IterableDataset is refused.
+        cfg: how to train.
+        loss_fn: per-model loss of (outputs, targets); default cross-entropy for
+            classification, mean squared error for regression.
+        checkpoint: where to save the state every ``checkpoint.every_epochs`` epochs; a
+            later call with it resumes from the saved state.
+        progress: called after every evaluation with (epochs done, epochs, mean metrics).
+        test_data: with a torch Dataset as ``data``, its test split; without it, the
+            models are evaluated on the training split only (the test metrics stay empty).
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        DlprobeError: an invalid ``cfg``, data that cannot be loaded, or a checkpoint that
+            is not one of this version's.
     """
+    data = _as_dataset(data, test_data, pop.device)
     cfg.validate(data.n_train)
+    if cfg.stop_at_train_accuracy > 0 and data.task != "classification":
+        raise DlprobeError(
+            f"stop_at_train_accuracy needs integer class labels; {data.name} is a "
+            f"{data.task} dataset: use stop_below_train_loss"
+        )
     loss_fn = loss_fn or default_loss(data)
     device, n, K = pop.device, data.n_train, pop.size
     batch, steps = cfg.batch_size_for(n), cfg.steps_per_epoch(n)
@@ -144,27 +228,32 @@ def train_population(
     optimizer = make_optimizer(params, cfg)
     gens = [torch.Generator().manual_seed(s) for s in pop.seeds]
     freezer = _Freezer(pop)
-    hist = History(seeds=list(pop.seeds), diverged_at_epoch=[None] * K, stopped_at_epoch=[None] * K)
-    start_epoch = 0
+    hist = History(
+        seeds=list(pop.seeds),
+        diverged_at_epoch=[None] * K,
+        diverged_reason=[None] * K,
+        stopped_at_epoch=[None] * K,
+        reached_target=[False if cfg.has_stop_target else None] * K,
+        steps_taken=[0] * K,
+    )
+    done = 0  # epochs completed
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
-        pop.load_state(saved["population"])
-        optimizer.load_state_dict(saved["optimizer"])
-        for g, s in zip(gens, saved["generators"], strict=True):
-            g.set_state(s)
-        torch.set_rng_state(saved["torch_rng"])
-        freezer.load(saved["freezer"])
-        hist = History.from_state(saved["history"])
-        start_epoch = saved["epoch"]
-    elif cfg.snapshot_every_epochs:
-        hist.snapshot_epochs.append(0)
-        hist.snapshots.append(pop.flat_params().cpu())
+        hist, done = _resume(saved, checkpoint, pop, optimizer, gens, freezer)
+    else:
+        _evaluate_initial(hist, pop, data, loss_fn, freezer)
+        if cfg.snapshot_every_epochs:
+            hist.snapshot_epochs.append(0)
+            hist.snapshots.append(pop.flat_params().cpu())
 
     t0 = time.perf_counter() - hist.seconds
     pop.train(True)
-    for epoch in range(start_epoch, cfg.epochs):
+    while done < cfg.epochs and freezer.active.any():
+        epoch = done
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, n)
         for s in range(steps):
+            if not freezer.active.any():  # every model diverged in this epoch
+                break
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg, epoch + s / steps)
             idx = order[:, s * batch : (s + 1) * batch]  # (K, b)
@@ -172,8 +261,8 @@ def train_population(
             losses = per_model_losses(loss_fn, out, data.y_train[idx])  # (K,)
             if not torch.isfinite(losses.detach()).all():  # one check per step, then per model
                 for k in torch.nonzero(~torch.isfinite(losses.detach()).cpu() & freezer.active):
-                    hist.diverged_at_epoch[int(k)] = epoch
-                    freezer.freeze(int(k))
+                    _diverge(hist, freezer, int(k), epoch, NON_FINITE_LOSS)
+                    hist.steps_taken[int(k)] += s  # steps 0..s-1 of this epoch updated it
             optimizer.zero_grad(set_to_none=False)
             if cfg.objective == "grad_norm_sq":
                 grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
@@ -188,13 +277,17 @@ def train_population(
                 for p in params:
                     torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
             if cfg.record_steps:
-                hist.step_loss.append(losses.detach().cpu().tolist())
-                hist.step_grad_norm.append(pop.grad_norms().cpu().tolist())
+                dead = _diverged_mask(hist)
+                hist.step_loss.append(losses.detach().cpu().masked_fill(dead, math.nan).tolist())
+                norms = pop.grad_norms().cpu().masked_fill(dead, math.nan)
+                hist.step_grad_norm.append(norms.tolist())
             optimizer.step()
             freezer.restore()
+        for k in torch.nonzero(freezer.active).flatten().tolist():
+            hist.steps_taken[k] += steps
 
         done = epoch + 1
-        if done % cfg.eval_every_epochs == 0 or done == cfg.epochs:
+        if done % cfg.eval_every_epochs == 0 or done == cfg.epochs or not freezer.active.any():
             _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, done)
             if progress:
                 progress(done, cfg.epochs, _latest(hist))
@@ -205,44 +298,133 @@ def train_population(
         if checkpoint and (done % checkpoint.every_epochs == 0) and done < cfg.epochs:
             checkpoint.save(
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "epoch": done,
                     "population": pop.state(),
                     "optimizer": optimizer.state_dict(),
                     "generators": [g.get_state() for g in gens],
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": torch.get_rng_state(),  # dropout draws from these two
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "freezer": freezer.state(),
                     "history": hist.state(),
                 }
             )
-        if not freezer.active.any():
-            break
+    if not hist.epochs:  # every model diverged before training: still one row, at epoch 0
+        _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, done)
     optimizer.zero_grad(set_to_none=True)
     return hist
 
 
+def _resume(saved: dict, checkpoint: Checkpoint, pop, optimizer, gens, freezer):
+    """Load a checkpoint's state into the training's objects; returns (history, epoch)."""
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise DlprobeError(
+            f"{checkpoint.path} was saved by another version of dlprobe's trainer; delete "
+            "it (or the run's checkpoints/ folder) to retrain from scratch"
+        )
+    pop.load_state(saved["population"])
+    optimizer.load_state_dict(saved["optimizer"])
+    for g, s in zip(gens, saved["generators"], strict=True):
+        g.set_state(s)
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"], pop.device)
+    freezer.load(saved["freezer"])
+    return History.from_state(saved["history"]), saved["epoch"]
+
+
+def _as_dataset(data, test_data, device: torch.device) -> Dataset:
+    if isinstance(data, Dataset):
+        if test_data is not None:
+            raise DlprobeError(
+                "test_data is for a torch Dataset; a dlprobe Dataset carries its own test split"
+            )
+        return data
+    return from_torch_dataset(data, test_data, device=device)
+
+
+def _diverged_mask(hist: History) -> torch.Tensor:
+    """(K,) bool on the CPU: which models have diverged."""
+    return torch.tensor([e is not None for e in hist.diverged_at_epoch], dtype=torch.bool)
+
+
+def _diverge(hist: History, freezer: _Freezer, k: int, epoch: int, reason: str) -> None:
+    hist.diverged_at_epoch[k], hist.diverged_reason[k] = epoch, reason
+    freezer.freeze(k)
+
+
+def _finite_params(pop: Population) -> torch.Tensor:
+    """(K,) bool on the CPU: whether all parameters of each model are finite."""
+    return torch.isfinite(pop.flat_params()).all(1).cpu()
+
+
+def _evaluate_initial(hist, pop, data, loss_fn, freezer) -> None:
+    """Train loss before training; a model with a NaN/inf loss or parameter diverged at 0."""
+    loss, _ = _loss_and_correct(pop, data.x_train, data.y_train, loss_fn)
+    loss, finite = loss.cpu(), _finite_params(pop)
+    freezer.remember_finite(finite)
+    for k in range(pop.size):
+        if not torch.isfinite(loss[k]):
+            _diverge(hist, freezer, k, 0, NON_FINITE_LOSS)
+        elif not finite[k]:
+            _diverge(hist, freezer, k, 0, NON_FINITE_PARAMETERS)
+    hist.initial_train_loss = loss.masked_fill(_diverged_mask(hist), math.nan).tolist()
+    freezer.restore()
+
+
 def _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, epoch) -> None:
-    train_loss, train_acc = evaluate_population(pop, data.x_train, data.y_train, loss_fn)
-    test_loss, test_acc = evaluate_population(pop, data.x_test, data.y_test, loss_fn)
-    hist.epochs.append(epoch)
-    hist.train_loss.append(train_loss.cpu().tolist())
-    hist.test_loss.append(test_loss.cpu().tolist())
-    if train_acc is not None:
-        hist.train_accuracy.append(train_acc.cpu().tolist())
-        hist.test_accuracy.append(test_acc.cpu().tolist())
+    """One history row after ``epoch`` epochs, with the divergence check and stop targets."""
+    n = data.n_train
+    train_loss, train_correct = _loss_and_correct(pop, data.x_train, data.y_train, loss_fn)
+    train_loss, finite = train_loss.cpu(), _finite_params(pop)
+    initial = torch.tensor(hist.initial_train_loss)
+    blown = (initial > 0) & (train_loss > cfg.blowup_loss_factor * initial)
+    for k in torch.nonzero(freezer.active).flatten().tolist():
+        if not torch.isfinite(train_loss[k]):
+            _diverge(hist, freezer, k, epoch, NON_FINITE_LOSS)
+        elif not finite[k]:
+            _diverge(hist, freezer, k, epoch, NON_FINITE_PARAMETERS)
+        elif cfg.blowup_loss_factor > 0 and blown[k]:
+            _diverge(hist, freezer, k, epoch, LOSS_ABOVE_BLOWUP)
+    freezer.restore()  # a model whose parameters overflowed goes back to finite ones
+    freezer.remember_finite(finite)
+
+    row = {"train_loss": train_loss}
+    if train_correct is not None:
+        row["train_accuracy"] = (train_correct / n).cpu()
+    if data.n_test:
+        test_loss, test_correct = _loss_and_correct(pop, data.x_test, data.y_test, loss_fn)
+        row["test_loss"] = test_loss.cpu()
+        if test_correct is not None:
+            row["test_accuracy"] = (test_correct / data.n_test).cpu()
+    norms = None
     if cfg.stop_below_grad_norm > 0 or cfg.objective == "grad_norm_sq":
-        norms = full_batch_grad_norms(pop, data, loss_fn).cpu()
-        hist.grad_norm.append(norms.tolist())
-        for k in torch.nonzero((norms < cfg.stop_below_grad_norm) & freezer.active).flatten():
-            hist.stopped_at_epoch[int(k)] = epoch
-            freezer.freeze(int(k))
+        row["grad_norm"] = norms = full_batch_grad_norms(pop, data, loss_fn).cpu()
+    dead = _diverged_mask(hist)  # a diverged model's metrics are NaN from here on
+    hist.epochs.append(epoch)
+    for name, values in row.items():
+        getattr(hist, name).append(values.masked_fill(dead, math.nan).tolist())
+
+    met = torch.zeros(pop.size, dtype=torch.bool)
+    if cfg.stop_below_train_loss > 0:
+        met |= train_loss < cfg.stop_below_train_loss
+    if cfg.stop_at_train_accuracy > 0:  # exact fraction of correct examples, in float64
+        met |= train_correct.cpu().double() / n >= cfg.stop_at_train_accuracy
+    if cfg.stop_below_grad_norm > 0:
+        met |= norms < cfg.stop_below_grad_norm
+    for k in torch.nonzero(met & freezer.active).flatten().tolist():
+        hist.stopped_at_epoch[k], hist.reached_target[k] = epoch, True
+        freezer.freeze(k)
 
 
 def _latest(hist: History) -> dict:
     def mean(xs):
-        finite = [v for v in xs if v == v and abs(v) != float("inf")]
+        finite = [v for v in xs if math.isfinite(v)]
         return sum(finite) / max(len(finite), 1)
 
-    out = {"train_loss": mean(hist.train_loss[-1]), "test_loss": mean(hist.test_loss[-1])}
+    out = {"train_loss": mean(hist.train_loss[-1])}
+    if hist.test_loss:
+        out["test_loss"] = mean(hist.test_loss[-1])
     if hist.test_accuracy:
         out["test_accuracy"] = mean(hist.test_accuracy[-1])
     return out
