@@ -51,12 +51,14 @@ class Bound:
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
+    lt: float | None = None
 
     def check(self, name: str, v) -> None:
         for op, bound, ok in (
             (">=", self.ge, lambda b: v >= b),
             (">", self.gt, lambda b: v > b),
             ("<=", self.le, lambda b: v <= b),
+            ("<", self.lt, lambda b: v < b),
         ):
             if bound is not None and not ok(bound):
                 raise DlprobeError(

@@ -121,7 +121,7 @@ def test_without_targets_reached_target_is_none():
         ({"stop_below_train_loss": float("nan")}, "stop_below_train_loss"),
         ({"stop_below_train_loss": float("inf")}, "stop_below_train_loss"),
         ({"stop_below_grad_norm": -1e-3}, "stop_below_grad_norm"),
-        ({"stop_at_train_accuracy": 1.5}, r"fraction in \(0, 1\]"),
+        ({"stop_at_train_accuracy": 1.5}, "stop_at_train_accuracy must be <= 1"),
         ({"stop_at_train_accuracy": -0.1}, "stop_at_train_accuracy"),
         ({"stop_at_train_accuracy": float("nan")}, "stop_at_train_accuracy"),
         ({"blowup_loss_factor": 0.5}, "blowup_loss_factor"),

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
-from dlprobe import DlprobeError
+from dlprobe.config import (
+    Bound,
+    Fraction,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    one_of,
+    require,
+    validate,
+)
 
 OPTIMIZERS = (
     "sgd",
@@ -26,76 +37,50 @@ OBJECTIVES = ("loss", "grad_norm_sq")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"  # one of OPTIMIZERS
-    lr: float = 1e-3  # peak learning rate
-    epochs: int = 100  # passes over the training set
-    batch_size: int = 64  # examples per step; 0 means the whole training set
-    momentum: float = 0.9  # for momentum, nesterov and rmsprop
-    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
-    schedule: str = "constant"  # learning-rate decay: constant, step or cosine
-    warmup_epochs: float = 0.0  # linear warm-up from 0 to lr, in epochs
-    step_every_epochs: int = 30  # for schedule=step: epochs between decays
-    step_gamma: float = 0.1  # for schedule=step: factor per decay
-    objective: str = "loss"  # "loss", or "grad_norm_sq" (squared gradient norm of the loss)
+    optimizer: one_of(OPTIMIZERS, "optimizer") = "adam"  # element-wise torch.optim optimizer
+    lr: PosFloat = 1e-3  # peak learning rate
+    epochs: PosInt = 100  # passes over the training set (the cap when a stop target is set)
+    batch_size: NonNegInt = 64  # examples per step; 0 means the whole training set
+    momentum: Annotated[float, Bound(ge=0, lt=1)] = 0.9  # for momentum, nesterov and rmsprop
+    weight_decay: NonNegFloat = 0.0  # L2 penalty (decoupled for adamw)
+    schedule: one_of(SCHEDULES, "schedule") = "constant"  # learning-rate decay
+    warmup_epochs: NonNegFloat = 0.0  # linear warm-up from 0 to lr, in epochs
+    step_every_epochs: PosInt = 30  # for schedule=step: epochs between decays
+    step_gamma: Annotated[float, Bound(gt=0, le=1)] = 0.1  # for schedule=step: factor per decay
+    # "loss", or "grad_norm_sq" (squared gradient norm of the loss)
+    objective: one_of(OBJECTIVES, "objective") = "loss"
     # Stop targets, checked at every evaluation (0: off). A model that meets one is frozen
     # where it is and the others go on; the training ends when every model is frozen, or
     # after ``epochs`` (the cap).
-    stop_below_grad_norm: float = 0.0  # full-batch gradient norm of the train loss below this
-    stop_below_train_loss: float = 0.0  # loss on the whole training set below this
-    stop_at_train_accuracy: float = 0.0  # fraction of training examples right, in (0, 1]
+    stop_below_grad_norm: NonNegFloat = 0.0  # full-batch gradient norm of the loss below this
+    stop_below_train_loss: NonNegFloat = 0.0  # loss on the whole training set below this
+    stop_at_train_accuracy: Fraction = 0.0  # fraction of training examples right, in (0, 1]
     # Divergence: a model is frozen at its last finite parameters once a minibatch loss is
     # NaN/inf, or at an evaluation once its train loss or a parameter is NaN/inf or its
     # train loss exceeds this factor times its own train loss before training (0: off; a
     # model that starts at loss 0 is not checked). Relative, so one value fits
     # cross-entropy (starts near ln C: threshold ~2e6 for 10 classes) and MSE on targets
     # of any scale; no healthy training climbs a million-fold above where it started.
-    blowup_loss_factor: float = 1e6
-    eval_every_epochs: int = 1  # full train/test evaluation period, in epochs
+    blowup_loss_factor: NonNegFloat = 1e6
+    eval_every_epochs: PosInt = 1  # full train/test evaluation period, in epochs
     record_steps: bool = False  # record per-step loss and gradient norm of every model
-    snapshot_every_epochs: int = 0  # keep flat parameters every n epochs (0: none)
+    snapshot_every_epochs: NonNegInt = 0  # keep flat parameters every n epochs (0: none)
+
+    def check(self) -> None:
+        """Rules across fields (``dlprobe.config.validate`` checks each field first)."""
+        require(
+            self.blowup_loss_factor == 0 or self.blowup_loss_factor > 1,
+            f"blowup_loss_factor must be > 1, or 0 for off, got {self.blowup_loss_factor}",
+        )
 
     def validate(self, n_train: int) -> None:
         """Raise DlprobeError for impossible values, before any training starts."""
-        if self.optimizer not in OPTIMIZERS:
-            raise DlprobeError(
-                f"unknown optimizer {self.optimizer!r}; valid names: {', '.join(OPTIMIZERS)}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise DlprobeError(
-                f"unknown schedule {self.schedule!r}; valid names: {', '.join(SCHEDULES)}"
-            )
-        if self.objective not in OBJECTIVES:
-            raise DlprobeError(
-                f"unknown objective {self.objective!r}; valid names: {', '.join(OBJECTIVES)}"
-            )
-        if self.epochs <= 0:
-            raise DlprobeError(f"epochs must be > 0, got {self.epochs}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise DlprobeError(f"lr must be a positive number, got {self.lr}")
-        if self.batch_size < 0 or self.batch_size > n_train:
-            raise DlprobeError(
-                f"batch_size must be in [1, {n_train}] (the training set size) or 0 for "
-                f"full batch, got {self.batch_size}"
-            )
-        for name in ("eval_every_epochs",):
-            if getattr(self, name) <= 0:
-                raise DlprobeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.snapshot_every_epochs < 0 or self.warmup_epochs < 0:
-            raise DlprobeError("snapshot_every_epochs and warmup_epochs must be >= 0")
-        for name in ("stop_below_grad_norm", "stop_below_train_loss"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise DlprobeError(f"{name} must be a finite number >= 0 (0: off), got {value}")
-        if not (0 <= self.stop_at_train_accuracy <= 1):  # also refuses NaN
-            raise DlprobeError(
-                "stop_at_train_accuracy must be a fraction in (0, 1], or 0 for off, got "
-                f"{self.stop_at_train_accuracy}"
-            )
-        if not (self.blowup_loss_factor == 0 or 1 < self.blowup_loss_factor < math.inf):
-            raise DlprobeError(
-                "blowup_loss_factor must be a finite number > 1, or 0 for off, got "
-                f"{self.blowup_loss_factor}"
-            )
+        validate(self)
+        require(
+            self.batch_size <= n_train,
+            f"batch_size must be in [1, {n_train}] (the training set size) or 0 for "
+            f"full batch, got {self.batch_size}",
+        )
 
     @property
     def has_stop_target(self) -> bool:

@@ -119,11 +119,15 @@ class RunContext:
             ckpt = Checkpoint(ckpt.path, every_epochs=every)
             t0 = time.perf_counter()
             self.log(f"training {key}: {pop.size} model(s), up to {cfg.epochs} epochs")
-            hist = train_population(
-                pop, data, cfg, loss_fn=loss_fn, checkpoint=ckpt, progress=self._tracker(key, cfg)
-            )
-            if hist.diverged:
-                self.log(f"  {key}: models {hist.diverged} diverged and were frozen")
+            with self._tracker(key, cfg) as progress:
+                hist = train_population(
+                    pop, data, cfg, loss_fn=loss_fn, checkpoint=ckpt, progress=progress
+                )
+            for k in hist.diverged:
+                self.log(
+                    f"  {key}: model {k} (seed {pop.seeds[k]}) diverged after "
+                    f"{hist.diverged_at_epoch[k]} epoch(s) ({hist.diverged_reason[k]}); frozen"
+                )
             self.log(f"  {key} done in {time.perf_counter() - t0:.1f} s")
             return {"history": hist.state(), "population": pop.state()}
 
@@ -131,15 +135,21 @@ class RunContext:
         pop.load_state(result["population"])
         return History.from_state(result["history"])
 
-    def _tracker(self, key: str, cfg: TrainConfig):
+    @contextmanager
+    def _tracker(self, key: str, cfg: TrainConfig) -> Iterator:
+        """A progress callback for one training (None off a terminal); its bar goes at the
+        end, also when every model stopped before the epoch cap."""
         if self._progress is None:
-            return None
-        task = self._progress.add_task(key, total=cfg.epochs, metrics="")
+            yield None
+            return
+        bar = self._progress
+        task = bar.add_task(key, total=cfg.epochs, metrics="")
 
         def update(done: int, total: int, metrics: dict) -> None:
             text = "  ".join(f"{k} {v:.3g}" for k, v in metrics.items())
-            self._progress.update(task, completed=done, metrics=text)
-            if done >= total:
-                self._progress.remove_task(task)
+            bar.update(task, completed=done, metrics=text)
 
-        return update
+        try:
+            yield update
+        finally:
+            bar.remove_task(task)
