@@ -230,7 +230,8 @@ def validate(config, prefix: str = "") -> None:
     for f in dataclasses.fields(config):
         name = prefix + f.name
         value = getattr(config, f.name)
-        if coerce(value, hints[f.name], name) != value:
+        nan = isinstance(value, float) and math.isnan(value)  # NaN != NaN; refused below
+        if not nan and coerce(value, hints[f.name], name) != value:
             raise DlprobeError(f"{name} has the wrong type: {value!r}")
         _check_value(value, hints[f.name], name)
     check = getattr(type(config), "check", None)
