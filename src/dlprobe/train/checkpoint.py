@@ -7,6 +7,7 @@ pickled object is refused instead of run (unpickling an arbitrary object runs it
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -24,8 +25,10 @@ def atomic_torch_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)  # in memory first: torch.save reports a full disk obscurely
     try:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())  # a full disk raises OSError(ENOSPC) here
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
