@@ -71,11 +71,17 @@ class History:
         return list(getattr(self, metric)[-1])
 
     def final_records(self) -> list[dict]:
-        """Per model: its seed, the last recorded losses (and accuracies), and divergence."""
+        """Per model: its seed, the last recorded losses (and accuracies, NaN after a
+        divergence), whether it diverged, and when (epochs completed) and why."""
         names = [n for n in METRICS if getattr(self, n)]
-        diverged = set(self.diverged)
         return [
-            {"seed": seed, **{n: getattr(self, n)[-1][k] for n in names}, "diverged": k in diverged}
+            {
+                "seed": seed,
+                **{n: getattr(self, n)[-1][k] for n in names},
+                "diverged": self.diverged_at_epoch[k] is not None,
+                "diverged_at_epoch": self.diverged_at_epoch[k],
+                "diverged_reason": self.diverged_reason[k] if self.diverged_reason else None,
+            }
             for k, seed in enumerate(self.seeds)
         ]
 

@@ -75,11 +75,27 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
 
 
 def diverged_lines(
-    rows: Sequence[dict], consequence: str = "were frozen (see results.json)"
+    rows: Sequence[dict],
+    consequence: str = "were frozen (see results.json)",
+    keys: Sequence[str] = (),
 ) -> list[str]:
-    """The report's line on runs whose loss turned NaN/inf, or nothing when there are none."""
-    n = sum(1 for r in rows if r["diverged"])
-    return [f"{n} run(s) diverged and {consequence}."] if n else []
+    """The report's line naming the runs that diverged, or nothing when none did.
+
+    Each run is named by ``keys`` of its row (e.g. "model", "batch_size") and its seed,
+    with when (epochs completed) and why it was declared diverged, where rows say so.
+    """
+    bad = [r for r in rows if r.get("diverged")]
+    if not bad:
+        return []
+    names = []
+    for r in bad:
+        when, why = r.get("diverged_at_epoch"), r.get("diverged_reason")
+        names.append(
+            ", ".join([*(f"{k} {r[k]}" for k in keys), f"seed {r['seed']}"])
+            + (f" after {when} epoch(s)" if when is not None else "")
+            + (f" ({why})" if why else "")
+        )
+    return [f"{len(bad)} run(s) diverged and {consequence}: {'; '.join(names)}."]
 
 
 def sci(v) -> str:
