@@ -1,0 +1,71 @@
+"""Divergence never breaks a run: for every registered experiment, at its smoke profile,
+with every model diverging and with some diverging, the run ends with exit 0, draws every
+figure of a normal run, and its report names the diverged runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from exp_util import run_smoke
+
+import dlprobe.train.trainer as trainer
+from dlprobe.config import field_paths
+from dlprobe.experiments.kit import registry
+
+
+def _explode_everything(experiment_id: str) -> list[str]:
+    """Settings that make every training of the experiment blow up: SGD at lr 1e8."""
+    cfg = registry()[experiment_id].make_config("smoke")
+    settings = []
+    for path, _, _ in field_paths(cfg):
+        if path.endswith(".lr"):
+            settings += [f"--{path}", "1e8"]
+        elif path.endswith(".optimizer"):
+            settings += [f"--{path}", "sgd"]
+    return settings
+
+
+def _check(run, normal_run) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    normal = json.loads((normal_run / "summary.json").read_text())
+    assert summary["figures"] == normal["figures"], "every figure of a normal run is drawn"
+    for name in summary["figures"]:
+        assert (run / "figures" / f"{name}.png").stat().st_size > 2000
+    text = " ".join(summary["observations"])
+    assert "diverged" in text, summary["observations"]
+    assert "diverged" in (run / "report.html").read_text()
+
+
+IDS = [pytest.param(e, marks=pytest.mark.xdist_group(e)) for e in registry()]
+
+
+@pytest.mark.parametrize("experiment_id", IDS)
+def test_every_model_diverging_still_gives_a_complete_report(experiment_id, smoke, tmp_path):
+    settings = _explode_everything(experiment_id)
+    if not settings:
+        pytest.skip(f"{experiment_id} trains nothing")
+    run = run_smoke(experiment_id, tmp_path, *settings)
+    _check(run, smoke(experiment_id))
+
+
+@pytest.mark.parametrize("experiment_id", IDS)
+def test_some_models_diverging_still_gives_a_complete_report(
+    experiment_id, smoke, tmp_path, monkeypatch
+):
+    """Model 0 of every population gets a NaN loss from the third training step on (a
+    population of one then diverges whole)."""
+    real, calls = trainer.per_model_losses, {"n": 0}
+
+    def poisoned(loss_fn, out, y):
+        losses = real(loss_fn, out, y)  # (K,)
+        calls["n"] += 1
+        if calls["n"] > 2:
+            first = torch.arange(losses.shape[0], device=losses.device) == 0
+            losses = torch.where(first, torch.full_like(losses, float("nan")), losses)
+        return losses
+
+    monkeypatch.setattr(trainer, "per_model_losses", poisoned)
+    run = run_smoke(experiment_id, tmp_path)
+    _check(run, smoke(experiment_id))
