@@ -65,7 +65,7 @@ class Config:
     resolution: Annotated[int, Bound(ge=10)] = 200  # grid points per plane axis
     extent: NonNegFloat = 0.5  # grid margin around the inputs, fraction of their box's longer side
     near_radius: float = 0.15  # "near the inputs": within this fraction of their mean distance
-    train: TrainConfig = TrainConfig(epochs=30, eval_every_epochs=30)
+    train: TrainConfig = TrainConfig(epochs=30)
 
     def check(self) -> None:
         require(len(self.hidden) >= 1, "hidden needs >= 1 width")
@@ -78,21 +78,8 @@ class Config:
 
 
 PROFILES = {
-    "smoke": {
-        "hidden": (16,),
-        "seeds": 1,
-        "planes": 1,
-        "resolution": 40,
-        "train.epochs": 2,
-        "train.eval_every_epochs": 2,
-    },
-    "full": {
-        "dataset": "mnist",
-        "hidden": (200, 200),
-        "resolution": 400,
-        "train.epochs": 20,
-        "train.eval_every_epochs": 20,
-    },
+    "smoke": {"hidden": (16,), "seeds": 1, "planes": 1, "resolution": 40, "train.epochs": 2},
+    "full": {"dataset": "mnist", "hidden": (200, 200), "resolution": 400, "train.epochs": 20},
 }
 
 

@@ -29,6 +29,7 @@ from dlprobe.experiments.kit import (
     Seed,
     check_classifier_fits,
     data_record,
+    fidelity_row,
     group_rows,
     mlp_population,
     mlp_spec,
@@ -42,10 +43,15 @@ from dlprobe.experiments.kit.manifold import (
     CASES,
     PHASES,
     accuracy_records,
+    angle_axis,
     ellipses_through_triplets,
     jacobian_sensitivity_and_class,
+    mark_anchors,
+    near_anchors,
+    probed_models,
     trained_test_accuracy,
 )
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.models import mlp_param_count
 from dlprobe.train import TrainConfig
 
@@ -60,7 +66,7 @@ class Config:
     ellipses: PosInt = 5  # ellipses per case (same class / different classes)
     n_points: PosInt = 300  # points along each ellipse, evenly spaced in angle; a multiple of 3
     window: PosFloat = 0.1  # "at the data": within this angle of an input's angle, in radians
-    train: TrainConfig = TrainConfig(epochs=30, eval_every_epochs=30)
+    train: TrainConfig = TrainConfig(epochs=30)
 
     def check(self) -> None:
         require(len(self.hidden) >= 1, "hidden needs >= 1 width")
@@ -78,20 +84,8 @@ class Config:
 
 
 PROFILES = {
-    "smoke": {
-        "hidden": (16,),
-        "seeds": 1,
-        "ellipses": 1,
-        "n_points": 90,
-        "train.epochs": 2,
-        "train.eval_every_epochs": 2,
-    },
-    "full": {
-        "dataset": "mnist",
-        "hidden": (512, 512),
-        "train.epochs": 20,
-        "train.eval_every_epochs": 20,
-    },
+    "smoke": {"hidden": (16,), "seeds": 1, "ellipses": 1, "n_points": 90, "train.epochs": 2},
+    "full": {"dataset": "mnist", "hidden": (512, 512), "train.epochs": 20},
 }
 
 
@@ -105,16 +99,17 @@ def run(cfg: Config, ctx: RunContext) -> dict:
     ellipses, points = ellipses_through_triplets(labels, x_flat, cfg.ellipses, t, cfg.seed)
     x_all = torch.as_tensor(points, dtype=data.x_train.dtype)
     x_all = x_all.reshape(-1, *data.input_shape).to(ctx.device)  # (E * n_points, ...)
-    accuracy, curves = [], []
+    accuracy, curves, runs = [], [], []
     for phase in PHASES:
         if phase == "trained":
-            ctx.train("trained", pop, data, cfg.train)
-        accuracy += accuracy_records(pop, data, phase)
+            runs = ctx.train("trained", pop, data, cfg.train).final_records()
+        models = probed_models(pop.size, runs)  # diverged models are not probed
+        accuracy += accuracy_records(pop, data, phase, models)
         ctx.log(f"probing {len(ellipses)} ellipses x {cfg.n_points} points ({phase})")
-        sens, pred = jacobian_sensitivity_and_class(pop, x_all)  # (K, E * n_points) each
-        sens = sens.reshape(pop.size, len(ellipses), cfg.n_points)
-        pred = pred.reshape(pop.size, len(ellipses), cfg.n_points)
-        for k, seed in enumerate(pop.seeds):
+        sens, pred = jacobian_sensitivity_and_class(pop, x_all, models)  # (M, E * n) each
+        sens = sens.reshape(len(models), len(ellipses), cfg.n_points)
+        pred = pred.reshape(len(models), len(ellipses), cfg.n_points)
+        for j, seed in enumerate(pop.seeds[k] for k in models):
             for e, ell in enumerate(ellipses):
                 curves += [
                     {
@@ -123,8 +118,8 @@ def run(cfg: Config, ctx: RunContext) -> dict:
                         "seed": seed,
                         "phase": phase,
                         "t": float(t[i]),
-                        "sensitivity": float(sens[k, e, i]),
-                        "predicted": int(pred[k, e, i]),
+                        "sensitivity": float(sens[j, e, i]),
+                        "predicted": int(pred[j, e, i]),
                     }
                     for i in range(cfg.n_points)
                 ]
@@ -137,13 +132,8 @@ def run(cfg: Config, ctx: RunContext) -> dict:
         "accuracy": accuracy,
         "ellipses": ellipses,
         "curves": curves,
+        "runs": runs,
     }
-
-
-def _near_mask(t: np.ndarray, window: float) -> np.ndarray:
-    """True where t is within ``window`` (circular distance) of an anchor angle."""
-    d = np.abs(t[:, None] - np.array(ANCHOR_T)[None, :]) % (2 * math.pi)
-    return np.minimum(d, 2 * math.pi - d).min(axis=1) <= window + 1e-12
 
 
 def per_ellipse(results: dict) -> list[dict]:
@@ -155,7 +145,7 @@ def per_ellipse(results: dict) -> list[dict]:
         t = np.array([r["t"] for r in rs])
         s = np.array([r["sensitivity"] for r in rs])
         pred = np.array([r["predicted"] for r in rs])
-        near = _near_mask(t, results["window"])
+        near = near_anchors(t, results["window"])
         at, between = float(s[near].mean()), float(s[~near].mean())
         rows.append(
             {
@@ -166,22 +156,6 @@ def per_ellipse(results: dict) -> list[dict]:
             }
         )
     return rows
-
-
-def _angle_axis(ax) -> None:
-    ax.set_xlim(0, 2 * math.pi)
-    ax.set_xticks([0, 2 * math.pi / 3, 4 * math.pi / 3, 2 * math.pi])
-    ax.set_xticklabels(["0", "2π/3", "4π/3", "2π"])
-    ax.set_xlabel("angle t along the ellipse (radians)")
-    ax.set_yscale("log")
-
-
-def _mark_inputs(ax, classes: list[int] | None = None) -> None:
-    for i, t in enumerate(ANCHOR_T):
-        ax.axvline(t, color="black", lw=1.2, ls=":")
-        label = f"x{i + 1}" + (f" ({classes[i]})" if classes is not None else "")
-        ax.annotate(label, (t, 0.0), xycoords=("data", "axes fraction"), xytext=(3, 3),
-                    textcoords="offset points", fontsize=8)  # fmt: skip
 
 
 def _shade_classes(ax, t: np.ndarray, pred: np.ndarray) -> None:
@@ -200,18 +174,24 @@ def _shade_classes(ax, t: np.ndarray, pred: np.ndarray) -> None:
 
 def _example_figure(results: dict, curves: dict):
     ellipses = {(e["case"], e["ellipse"]): e for e in results["ellipses"]}
-    seed0 = results["seeds"][0]
+    trained_seeds = [s for (_, p, s, _) in curves if p == "trained"]  # diverged ones absent
+    seed0 = trained_seeds[0] if trained_seeds else results["seeds"][0]
     fig, axes = new_figure(nrows=2, width=9.0, height=3.3, squeeze=False)
     for ax, case in zip(axes[:, 0], CASES, strict=True):
-        trained, initial = curves[(case, "trained", seed0, 0)], curves[(case, "initial", seed0, 0)]
-        t = np.array([r["t"] for r in trained])
-        _shade_classes(ax, t, np.array([r["predicted"] for r in trained]))
-        ax.plot(t, [r["sensitivity"] for r in trained], color=COLORS[0], lw=1.4, label="trained")
+        trained, initial = (
+            curves.get((case, "trained", seed0, 0)),
+            curves[(case, "initial", seed0, 0)],
+        )
+        t = np.array([r["t"] for r in initial])
+        if trained:
+            _shade_classes(ax, t, np.array([r["predicted"] for r in trained]))
+            ax.plot(t, [r["sensitivity"] for r in trained], color=COLORS[0], lw=1.4,
+                    label="trained")  # fmt: skip
         ax.plot(t, [r["sensitivity"] for r in initial], color="gray", lw=1.0, ls="--",
                 label="at initialization")  # fmt: skip
         classes = ellipses[(case, 0)]["classes"]
-        _mark_inputs(ax, classes)
-        _angle_axis(ax)
+        mark_anchors(ax, classes)
+        angle_axis(ax)
         ax.set_ylabel("‖∂softmax/∂x‖_F")
         ax.set_title(
             f"{CASE_TITLES[case]} (classes {', '.join(map(str, classes))}); one ellipse, "
@@ -228,14 +208,16 @@ def _mean_figure(curves: dict):
     for ax, case in zip(axes[0], CASES, strict=True):
         for phase, color in (("trained", COLORS[0]), ("initial", "gray")):
             runs = [v for (c, p, _, _), v in curves.items() if c == case and p == phase]
+            if not runs:  # every model diverged in training
+                continue
             t = np.array([r["t"] for r in runs[0]])
             s = np.log(np.array([[r["sensitivity"] for r in rs] for rs in runs]))  # (n, T)
             label = "trained" if phase == "trained" else "at initialization"
             ax.plot(t, np.exp(s.mean(0)), color=color, lw=1.5, label=f"{label} (n={len(runs)})")
             lo, hi = np.exp(np.quantile(s, [0.25, 0.75], axis=0))
             ax.fill_between(t, lo, hi, color=color, alpha=0.2, lw=0)
-        _mark_inputs(ax)
-        _angle_axis(ax)
+        mark_anchors(ax)
+        angle_axis(ax)
         ax.set_title(CASE_TITLES[case], fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
     axes[0, 0].set_ylabel("‖∂softmax/∂x‖_F (geometric mean, IQR band)")
@@ -251,13 +233,15 @@ def _ratio_figure(results: dict):
     rng = np.random.default_rng(0)  # horizontal jitter only
     for i, (case, phase) in enumerate(groups):
         ratios = [r["ratio"] for r in rows if r["case"] == case and r["phase"] == phase]
+        if not ratios:  # every model diverged in training
+            continue
         color = COLORS[0] if phase == "trained" else "gray"
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(ratios)), ratios, color=color, s=22)
         ax.hlines(np.median(ratios), i - 0.25, i + 0.25, color="black", lw=1.5)
     ax.axhline(1.0, color="black", lw=0.8, ls=":")
     ax.set_xticks(range(len(groups)))
-    n = len(rows) // len(groups)
-    ax.set_xticklabels([f"{c} class\n{p}\n(n={n})" for c, p in groups], fontsize=9)
+    n = {g: sum(1 for r in rows if (r["case"], r["phase"]) == g) for g in groups}
+    ax.set_xticklabels([f"{c} class\n{p}\n(n={n[(c, p)]})" for c, p in groups], fontsize=9)
     ax.set_yscale("log")
     ax.set_ylabel("mean sensitivity between inputs / at inputs")
     ax.set_title(f"Between vs at the data (at: within ±{results['window']:g} rad; bar: median)")
@@ -297,12 +281,16 @@ def notes(results: dict) -> Notes:
         head = f"{case} class, {phase}:"
         summary[f"{head} sensitivity between / at inputs (median)"] = s["median_ratio"]
         summary[f"{head} predicted-class changes per ellipse (mean)"] = s["class_changes"]
+    n_trained = sum(r["phase"] == "trained" for r in results["accuracy"])
     lines = [
-        f"{len(results['seeds'])} trained model(s) reach mean test accuracy {test_acc:.3f}; "
+        f"{n_trained} trained model(s) reach mean test accuracy {test_acc:.3f}; "
         f"'at the inputs' means within ±{results['window']:g} rad of the three inputs' angles, "
         "'between' the rest of the ellipse."
+        if n_trained
+        else "Every model diverged in training: nothing is compared after training."
     ]
-    for case in CASES:
+    fidelity = []
+    for case in (c for c in CASES if (c, "trained") in stats):
         tr, init = stats[(case, "trained")], stats[(case, "initial")]
         lines.append(
             f"{CASE_TITLES[case].capitalize()}: after training the mean Jacobian sensitivity "
@@ -312,13 +300,25 @@ def notes(results: dict) -> Notes:
             f"initialization the ratio is {init['median_ratio']:.2f} "
             f"(> 1 in {init['above_one']}/{init['n']})."
         )
-    same, diff = stats[("same", "trained")], stats[("different", "trained")]
-    lines.append(
-        f"The trained models' predicted class changes {same['class_changes']:.1f} times on "
-        f"average along a same-class ellipse and {diff['class_changes']:.1f} times along a "
-        f"different-class ellipse (n={same['n']} and {diff['n']})."
-    )
-    return Notes(summary, lines, [model_data_table(results["model"], results["dataset"])])
+        fidelity.append(
+            fidelity_row(
+                f"sensitivity along ellipses through {CASE_TITLES[case]}",
+                "low at the training inputs, high between them (Novak et al. 2018)",
+                f"between / at = {tr['median_ratio']:.2f} (median, n={tr['n']})",
+                tr["median_ratio"] > 1,
+                "the trained models are not less sensitive at the inputs here",
+            )
+        )
+    if ("same", "trained") in stats and ("different", "trained") in stats:
+        same, diff = stats[("same", "trained")], stats[("different", "trained")]
+        lines.append(
+            f"The trained models' predicted class changes {same['class_changes']:.1f} times on "
+            f"average along a same-class ellipse and {diff['class_changes']:.1f} times along a "
+            f"different-class ellipse (n={same['n']} and {diff['n']})."
+        )
+    lines += diverged_lines(results["runs"], "are left out (not probed after training)")
+    table = model_data_table(results["model"], results["dataset"])
+    return Notes(summary, lines, [table], fidelity)
 
 
 EXPERIMENT = Experiment(

@@ -49,27 +49,32 @@ def ellipse_points(c: np.ndarray, a: np.ndarray, b: np.ndarray, t: np.ndarray) -
     return c + np.cos(t)[:, None] * a + np.sin(t)[:, None] * b
 
 
-def accuracy_records(pop: Population, data: Dataset, phase: str) -> list[dict]:
-    """One record per model: its training and test accuracy at this phase."""
+def accuracy_records(pop: Population, data: Dataset, phase: str, models: list[int]) -> list[dict]:
+    """One record per model in ``models``: its training and test accuracy at this phase."""
     loss_fn = default_loss(data)
     _, train_acc = evaluate_population(pop, data.x_train, data.y_train, loss_fn)
     _, test_acc = evaluate_population(pop, data.x_test, data.y_test, loss_fn)
     return [
         {
             "phase": phase,
-            "seed": seed,
+            "seed": pop.seeds[k],
             "train_accuracy": float(train_acc[k]),
             "test_accuracy": float(test_acc[k]),
         }
-        for k, seed in enumerate(pop.seeds)
+        for k in models
     ]
 
 
+def probed_models(size: int, runs: list[dict]) -> list[int]:
+    """Indices of the models worth probing: all ``size`` before training, those that did
+    not diverge after (``runs``: the training's final records; empty before training)."""
+    return [k for k in range(size) if not (runs and runs[k]["diverged"])]
+
+
 def trained_test_accuracy(results: dict) -> float:
-    """Mean test accuracy of the trained models."""
-    return float(
-        np.mean([r["test_accuracy"] for r in results["accuracy"] if r["phase"] == "trained"])
-    )
+    """Mean test accuracy of the trained models that did not diverge (NaN if none)."""
+    acc = [r["test_accuracy"] for r in results["accuracy"] if r["phase"] == "trained"]
+    return float(np.mean(acc)) if acc else float("nan")
 
 
 def ellipses_through_triplets(
@@ -100,15 +105,39 @@ def ellipses_through_triplets(
 
 
 def jacobian_sensitivity_and_class(
-    pop: Population, points: torch.Tensor
+    pop: Population, points: torch.Tensor, models: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Jacobian sensitivity (K, N) and predicted class (K, N) of every model at points."""
+    """Jacobian sensitivity (M, N) and predicted class (M, N) of the M ``models`` at points."""
     sens, pred = [], []
-    for k in range(pop.size):
+    for k in models:
         model = pop.model(k)
         s = sensitivity(model, points, definition="jacobian", batch_size=SENSITIVITY_CHUNK)
         sens.append(s.per_example.cpu().numpy())
         with torch.no_grad():
             model.eval()
             pred.append(model(points).argmax(-1).cpu().numpy())
+    if not sens:
+        return np.zeros((0, len(points))), np.zeros((0, len(points)), dtype=int)
     return np.stack(sens), np.stack(pred)
+
+
+def near_anchors(t: np.ndarray, window: float) -> np.ndarray:
+    """True where t is within ``window`` (circular distance) of an anchor angle."""
+    d = np.abs(t[:, None] - np.array(ANCHOR_T)[None, :]) % (2 * math.pi)
+    return np.minimum(d, 2 * math.pi - d).min(axis=1) <= window + 1e-12
+
+
+def angle_axis(ax) -> None:
+    ax.set_xlim(0, 2 * math.pi)
+    ax.set_xticks([0, 2 * math.pi / 3, 4 * math.pi / 3, 2 * math.pi])
+    ax.set_xticklabels(["0", "2π/3", "4π/3", "2π"])
+    ax.set_xlabel("angle t along the ellipse (radians)")
+    ax.set_yscale("log")
+
+
+def mark_anchors(ax, classes: list[int] | None = None) -> None:
+    for i, t in enumerate(ANCHOR_T):
+        ax.axvline(t, color="black", lw=1.2, ls=":")
+        label = f"x{i + 1}" + (f" ({classes[i]})" if classes is not None else "")
+        ax.annotate(label, (t, 0.0), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                    textcoords="offset points", fontsize=8)  # fmt: skip
