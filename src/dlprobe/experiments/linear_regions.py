@@ -42,6 +42,7 @@ from dlprobe.experiments.kit.manifold import (
     PHASES,
     accuracy_records,
     pick_triplets,
+    probed_models,
     trained_test_accuracy,
 )
 from dlprobe.measure.regions import linear_regions, mean_region_size_near_anchors
@@ -129,12 +130,15 @@ def run(cfg: Config, ctx: RunContext) -> dict:
     labels = data.y_train.cpu().numpy()
     triplets = pick_triplets(labels, cfg.planes, False, np.random.default_rng(cfg.seed))
     out = {"seeds": pop.seeds, "accuracy": [], "planes": [], "regions": [], "maps": []}
+    runs = []
     for phase in PHASES:
         if phase == "trained":
-            ctx.train("trained", pop, data, cfg.train)
-        out["accuracy"] += accuracy_records(pop, data, phase)
+            runs = ctx.train("trained", pop, data, cfg.train).final_records()
+        models = probed_models(pop.size, runs)
+        out["accuracy"] += accuracy_records(pop, data, phase, models)
         ctx.log(f"linear regions on {cfg.planes} plane(s), {cfg.resolution}² grid ({phase})")
-        for k, seed in enumerate(pop.seeds):
+        for k in models:
+            seed = pop.seeds[k]
             _probe_planes(cfg, pop.model(k), data.x_train, triplets, labels, seed, phase, out)
     model = {**spec, "params": mlp_param_count(spec["widths"], cfg.activation)}
     return {
