@@ -49,6 +49,19 @@ SUITES = (
         "Lecture: indicators of generalization",
         (Part("indicators", "Indicators of generalization (lecture)"),),
     ),
+    Suite(
+        "lectures",
+        "Lectures on training: why it fails and what fixes it",
+        (
+            Part("critical", "When the gradient is small: local minima and saddle points"),
+            Part("batch", "Batch size and momentum"),
+            Part("adaptive", "Adaptive learning rates and schedules"),
+            Part("loss", "Classification: MSE vs cross-entropy"),
+            Part("normalization", "Batch normalization"),
+            Part("tips", "Tips for deep learning: activations and regularization"),
+            Part("escape", "Leaving bad critical points: annealing and gradient noise"),
+        ),
+    ),
 )
 
 
