@@ -43,6 +43,11 @@ class TrainConfig:
     batch_size: NonNegInt = 64  # examples per step; 0 means the whole training set
     momentum: Annotated[float, Bound(ge=0, lt=1)] = 0.9  # for momentum, nesterov and rmsprop
     weight_decay: NonNegFloat = 0.0  # L2 penalty (decoupled for adamw)
+    # Annealed Gaussian gradient noise (Neelakantan et al. 2015): before optimizer step t
+    # (0 first) every gradient entry gets N(0, grad_noise_eta / (1 + t)^grad_noise_gamma),
+    # drawn from a generator seeded from the model's seed (0: off)
+    grad_noise_eta: NonNegFloat = 0.0
+    grad_noise_gamma: NonNegFloat = 0.55  # decay exponent of the noise variance
     schedule: one_of(SCHEDULES, "schedule") = "constant"  # learning-rate decay
     warmup_epochs: NonNegFloat = 0.0  # linear warm-up from 0 to lr, in epochs
     step_every_epochs: PosInt = 30  # for schedule=step: epochs between decays

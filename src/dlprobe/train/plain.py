@@ -11,6 +11,7 @@ from torch import nn
 
 from dlprobe.data.dataset import Dataset
 from dlprobe.train.config import TrainConfig, lr_factor, make_optimizer
+from dlprobe.train.noise import gradient_noise
 from dlprobe.train.trainer import LossFn, default_loss
 
 
@@ -24,6 +25,7 @@ def train_plain(
     batch, steps = cfg.batch_size_for(n), cfg.steps_per_epoch(n)
     optimizer = make_optimizer(list(model.parameters()), cfg)
     gen = torch.Generator().manual_seed(seed)
+    noise = gradient_noise([seed], cfg)
     losses = []
     model.train()
     for epoch in range(cfg.epochs):
@@ -35,6 +37,9 @@ def train_plain(
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
             optimizer.zero_grad()
             loss.backward()
+            if noise is not None:
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                noise.add([grads], epoch * steps + s, torch.ones(1, dtype=torch.bool))
             optimizer.step()
             losses.append(loss.item())
     return losses

@@ -22,6 +22,7 @@ from dlprobe.train.history import (
     NON_FINITE_PARAMETERS,
     History,
 )
+from dlprobe.train.noise import gradient_noise
 from dlprobe.train.population import Population
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -228,6 +229,7 @@ def train_population(
     optimizer = make_optimizer(params, cfg)
     gens = [torch.Generator().manual_seed(s) for s in pop.seeds]
     freezer = _Freezer(pop)
+    noise = gradient_noise(pop.seeds, cfg)
     hist = History(
         seeds=list(pop.seeds),
         diverged_at_epoch=[None] * K,
@@ -240,6 +242,8 @@ def train_population(
     saved = checkpoint.load() if checkpoint else None
     if saved is not None:
         hist, done = _resume(saved, checkpoint, pop, optimizer, gens, freezer)
+        if noise is not None:
+            noise.load(saved["grad_noise"])
     else:
         _evaluate_initial(hist, pop, data, loss_fn, freezer)
         if cfg.snapshot_every_epochs:
@@ -281,6 +285,8 @@ def train_population(
                 hist.step_loss.append(losses.detach().cpu().masked_fill(dead, math.nan).tolist())
                 norms = pop.grad_norms().cpu().masked_fill(dead, math.nan)
                 hist.step_grad_norm.append(norms.tolist())
+            if noise is not None:  # after the step records: they show the loss's gradient
+                noise.add(pop.per_model_grads(), epoch * steps + s, freezer.active)
             optimizer.step()
             freezer.restore()
         for k in torch.nonzero(freezer.active).flatten().tolist():
@@ -306,6 +312,7 @@ def train_population(
                     "torch_rng": torch.get_rng_state(),  # dropout draws from these two
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "freezer": freezer.state(),
+                    "grad_noise": None if noise is None else noise.state(),
                     "history": hist.state(),
                 }
             )
