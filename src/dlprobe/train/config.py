@@ -43,6 +43,9 @@ class TrainConfig:
     batch_size: NonNegInt = 64  # examples per step; 0 means the whole training set
     momentum: Annotated[float, Bound(ge=0, lt=1)] = 0.9  # for momentum, nesterov and rmsprop
     weight_decay: NonNegFloat = 0.0  # L2 penalty (decoupled for adamw)
+    # L1 penalty: l1_penalty * (sum of |parameter| over all parameters) is added to each
+    # model's training objective (its gradient l1_penalty * sign); recorded losses exclude it
+    l1_penalty: NonNegFloat = 0.0
     # Annealed Gaussian gradient noise (Neelakantan et al. 2015): before optimizer step t
     # (0 first) every gradient entry gets N(0, grad_noise_eta / (1 + t)^grad_noise_gamma),
     # drawn from a generator seeded from the model's seed (0: off)
@@ -70,12 +73,19 @@ class TrainConfig:
     eval_every_epochs: PosInt = 1  # full train/test evaluation period, in epochs
     record_steps: bool = False  # record per-step loss and gradient norm of every model
     snapshot_every_epochs: NonNegInt = 0  # keep flat parameters every n epochs (0: none)
+    # keep each model's parameters at the evaluation of its lowest test loss, and that
+    # epoch (History.best_params, best_epoch): early stopping, the test split as validation
+    keep_best_test_loss: bool = False
 
     def check(self) -> None:
         """Rules across fields (``dlprobe.config.validate`` checks each field first)."""
         require(
             self.blowup_loss_factor == 0 or self.blowup_loss_factor > 1,
             f"blowup_loss_factor must be > 1, or 0 for off, got {self.blowup_loss_factor}",
+        )
+        require(
+            self.l1_penalty == 0 or self.objective == "loss",
+            f"l1_penalty is added to objective 'loss'; set it to 0 for {self.objective!r}",
         )
 
     def validate(self, n_train: int) -> None:

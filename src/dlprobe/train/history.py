@@ -40,6 +40,9 @@ class History:
     frozen where it was; ``reached_target[k]`` says whether it did (None for every model
     when no stop target was set). ``steps_taken[k]`` counts the optimizer steps that
     updated model k.
+    With ``keep_best_test_loss``, ``best_epoch[k]`` is the evaluation at which model k had
+    its lowest test loss (the first, on ties; None if it never had a finite one) and
+    ``best_params[k]`` its flat parameters then (``Population.flat_params`` order).
     """
 
     seeds: list[int]
@@ -59,6 +62,8 @@ class History:
     stopped_at_epoch: list[int | None] = field(default_factory=list)
     reached_target: list[bool | None] = field(default_factory=list)
     steps_taken: list[int] = field(default_factory=list)  # optimizer steps per model
+    best_epoch: list[int | None] = field(default_factory=list)  # with keep_best_test_loss
+    best_params: torch.Tensor | None = None  # (K, P) on CPU, at each model's best_epoch
     seconds: float = 0.0
 
     @property

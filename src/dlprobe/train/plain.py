@@ -35,8 +35,11 @@ def train_plain(
                 group["lr"] = cfg.lr * lr_factor(cfg, epoch + s / steps)
             idx = order[s * batch : (s + 1) * batch]
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            objective = loss
+            if cfg.l1_penalty > 0:
+                objective = loss + cfg.l1_penalty * sum(p.abs().sum() for p in model.parameters())
             optimizer.zero_grad()
-            loss.backward()
+            objective.backward()
             if noise is not None:
                 grads = [p.grad for p in model.parameters() if p.grad is not None]
                 noise.add([grads], epoch * steps + s, torch.ones(1, dtype=torch.bool))

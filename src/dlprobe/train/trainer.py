@@ -85,6 +85,13 @@ def full_batch_grad_norms(pop: Population, data: Dataset, loss_fn: LossFn) -> to
     return _per_model_sq_norms(pop, params, grads).sqrt().detach()
 
 
+def _per_model_l1(pop: Population) -> torch.Tensor:
+    """(K,) sum of |parameter| of each model, differentiable."""
+    if pop.batched:
+        return sum(p.abs().reshape(pop.size, -1).sum(1) for p in pop.parameters())
+    return torch.stack([sum(p.abs().sum() for p in ps) for ps in pop.per_model_parameters()])
+
+
 def _expand(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.unsqueeze(0).expand(k, *t.shape)
 
@@ -222,6 +229,8 @@ def train_population(
             f"stop_at_train_accuracy needs integer class labels; {data.name} is a "
             f"{data.task} dataset: use stop_below_train_loss"
         )
+    if cfg.keep_best_test_loss and not data.n_test:
+        raise DlprobeError("keep_best_test_loss needs a test split to choose the best epoch by")
     loss_fn = loss_fn or default_loss(data)
     device, n, K = pop.device, data.n_train, pop.size
     batch, steps = cfg.batch_size_for(n), cfg.steps_per_epoch(n)
@@ -237,6 +246,7 @@ def train_population(
         stopped_at_epoch=[None] * K,
         reached_target=[False if cfg.has_stop_target else None] * K,
         steps_taken=[0] * K,
+        best_epoch=[None] * K if cfg.keep_best_test_loss else [],
     )
     done = 0  # epochs completed
     saved = checkpoint.load() if checkpoint else None
@@ -273,6 +283,8 @@ def train_population(
                 objective = _per_model_sq_norms(pop, params, grads)
             else:
                 objective = losses
+            if cfg.l1_penalty > 0:  # in the objective only: recorded losses are the data's
+                objective = objective + cfg.l1_penalty * _per_model_l1(pop)
             if not freezer.active.all():  # frozen models add nothing (not even NaN)
                 objective = torch.where(freezer.active.to(device), objective, 0.0)
             objective.sum().backward()
@@ -412,6 +424,9 @@ def _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, epoch) -> None:
     for name, values in row.items():
         getattr(hist, name).append(values.masked_fill(dead, math.nan).tolist())
 
+    if cfg.keep_best_test_loss:
+        _keep_best(hist, pop, epoch)
+
     met = torch.zeros(pop.size, dtype=torch.bool)
     if cfg.stop_below_train_loss > 0:
         met |= train_loss < cfg.stop_below_train_loss
@@ -422,6 +437,24 @@ def _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, epoch) -> None:
     for k in torch.nonzero(met & freezer.active).flatten().tolist():
         hist.stopped_at_epoch[k], hist.reached_target[k] = epoch, True
         freezer.freeze(k)
+
+
+def _keep_best(hist: History, pop: Population, epoch: int) -> None:
+    """Models whose test loss in the newest row is their lowest so far keep their
+    parameters and this epoch as their best (diverged models' NaN never improves)."""
+    loss = hist.test_loss[-1]
+    best = [
+        math.inf if e is None else hist.test_loss[hist.epochs.index(e)][k]
+        for k, e in enumerate(hist.best_epoch)
+    ]
+    better = [k for k in range(pop.size) if math.isfinite(loss[k]) and loss[k] < best[k]]
+    if not better:
+        return
+    flat = pop.flat_params().cpu()  # (K, P)
+    if hist.best_params is None:
+        hist.best_params = flat.clone()
+    for k in better:
+        hist.best_params[k], hist.best_epoch[k] = flat[k], epoch
 
 
 def _latest(hist: History) -> dict:
