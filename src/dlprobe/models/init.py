@@ -18,12 +18,14 @@ from dlprobe import DlprobeError
 
 INITS = ("default", "kaiming")
 
-# Gain of each activation (torch.nn.init.calculate_gain where it has one); maxout's max
-# of two pieces keeps about half the variance, like ReLU; SELU uses LeCun's 1/√fan_in.
+# Gain of each activation (torch.nn.init.calculate_gain where it has one). Maxout's max of
+# two i.i.d. zero-mean pieces keeps the whole second moment (E[max(a, b)²] = E[a²], since
+# max² and min² have the same law), so its gain is 1, not ReLU's √2 (which grew the signal
+# √2-fold per layer); SELU uses LeCun's 1/√fan_in.
 _GAINS = {
     "relu": math.sqrt(2.0),
     "leaky_relu": nn.init.calculate_gain("leaky_relu", 0.01),
-    "maxout": math.sqrt(2.0),
+    "maxout": 1.0,
     "elu": math.sqrt(2.0),
     "tanh": nn.init.calculate_gain("tanh"),
     "sigmoid": 1.0,
