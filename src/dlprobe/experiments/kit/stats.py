@@ -46,32 +46,33 @@ def series(rows: Sequence[dict], x: str, y: str, run: str = "seed") -> tuple[lis
     )
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
-    """Spearman's rho over the pairs where both are finite, and their number n."""
+def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
+    """(n, 2) the pairs where both are finite (None and NaN dropped)."""
     pairs = [
         (a, b)
         for a, b in zip(x, y, strict=True)
         if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
     ]
-    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
-        return float("nan"), len(pairs)
-    return float(spearmanr(*zip(*pairs, strict=True))[0]), len(pairs)
+    return np.array(pairs, dtype=float).reshape(-1, 2)
+
+
+def _varies(pairs: np.ndarray) -> bool:
+    """A correlation is defined: at least 3 pairs, neither side constant."""
+    return len(pairs) >= 3 and np.ptp(pairs[:, 0]) > 0 and np.ptp(pairs[:, 1]) > 0
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
+    """Spearman's rho over the pairs where both are finite, and their number n (rho is
+    NaN when fewer than 3 pairs remain or either side is constant)."""
+    p = _finite_pairs(x, y)
+    return (float(spearmanr(p[:, 0], p[:, 1])[0]) if _varies(p) else float("nan")), len(p)
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
-    """Pearson's r over the pairs where both are finite, and their number n.
-
-    NaN when fewer than 3 pairs remain or either side is constant (r is undefined).
-    """
-    pairs = [
-        (a, b)
-        for a, b in zip(x, y, strict=True)
-        if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
-    ]
-    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
-        return float("nan"), len(pairs)
-    a, b = np.array(pairs, dtype=float).T  # (n,), (n,)
-    return float(np.corrcoef(a, b)[0, 1]), len(pairs)
+    """Pearson's r over the pairs where both are finite, and their number n (r is NaN
+    when fewer than 3 pairs remain or either side is constant)."""
+    p = _finite_pairs(x, y)
+    return (float(np.corrcoef(p[:, 0], p[:, 1])[0, 1]) if _varies(p) else float("nan")), len(p)
 
 
 def diverged_lines(
