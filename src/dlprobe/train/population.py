@@ -185,6 +185,19 @@ class Population:
             [torch.cat([p.reshape(-1) for p in ps]) for ps in self.per_model_parameters()]
         )
 
+    @torch.no_grad()
+    def load_flat_params(self, flat: torch.Tensor) -> None:
+        """Set every model's parameters from ``flat`` (K, P), the inverse of ``flat_params``."""
+        per_model = self.per_model_parameters()
+        sizes = [p.numel() for p in per_model[0]]
+        if tuple(flat.shape) != (self.size, sum(sizes)):
+            raise DlprobeError(
+                f"flat parameters must be ({self.size}, {sum(sizes)}), got {tuple(flat.shape)}"
+            )
+        for ps, row in zip(per_model, flat, strict=True):
+            for p, part in zip(ps, torch.split(row, sizes), strict=True):
+                p.copy_(part.reshape(p.shape))
+
     def per_model_grads(self) -> list[list[torch.Tensor]]:
         """For each model, views of the ``.grad`` of its parameters (missing ones skipped)."""
         if self.batched:
