@@ -12,6 +12,7 @@ from dlprobe.measure.alignment import align_hidden_units
 from dlprobe.measure.permutations import (
     align_trajectory,
     hidden_widths,
+    output_difference,
     permute_trajectory,
     random_unit_permutations,
 )
@@ -85,3 +86,17 @@ def test_wrong_shapes_are_refused(problem):
         align_trajectory(template, reference[:-1], trajectory)
     with pytest.raises(DlprobeError, match="one permutation per hidden layer"):
         permute_trajectory(template, trajectory, [torch.arange(5)])
+
+
+def test_output_difference_is_zero_for_a_twin_and_matches_brute_force_otherwise(problem):
+    template, reference, trajectory, x = problem
+    twin = permute_trajectory(template, reference[None], random_unit_permutations(template, 5))[0]
+    same = output_difference(template, reference, twin, x)
+    assert same["max_abs_output_difference"] < 1e-12 and same["same_predictions"]
+    other = output_difference(template, reference, trajectory[0], x)
+    with torch.no_grad():
+        a, b = _model(template, reference)(x), _model(template, trajectory[0])(x)
+    assert other["max_abs_output_difference"] == pytest.approx((a - b).abs().max().item())
+    assert other["same_predictions"] == bool(torch.equal(a.argmax(1), b.argmax(1)))
+    with pytest.raises(DlprobeError, match=r"tensor \(T, "):
+        output_difference(template, reference, reference[:-1], x)

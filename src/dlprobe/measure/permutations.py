@@ -88,7 +88,8 @@ def output_difference(
     """How far the functions of two flat weight vectors (P,) differ on the inputs x (n, ...):
     ``max_abs_output_difference`` and whether every input's argmax output (predicted class)
     is the same (``same_predictions``). A permuted twin gives 0 and True."""
-    _check_trajectory(template, torch.stack([a, b]))
+    for v in (a, b):
+        _check_trajectory(template, v.reshape(1, -1))
     with torch.no_grad():
         out = [_with_params(template, v)(x.to(v)) for v in (a, b)]  # (n, C) each
     return {
