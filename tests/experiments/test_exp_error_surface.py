@@ -1,14 +1,12 @@
+import copy
 import json
 
 import pytest
-import torch
-import torch.nn.functional as F
 from exp_util import load_results
 
 from dlprobe import DlprobeError
 from dlprobe.config import validate
-from dlprobe.experiments.error_surface import EXPERIMENT, Config, batch_losses, parameter_names
-from dlprobe.experiments.kit.trajectories import vector_to_model
+from dlprobe.experiments.error_surface import EXPERIMENT, Config, notes
 from dlprobe.models import MLP, count_params, mlp_param_count
 
 pytestmark = pytest.mark.xdist_group("error-surface")
@@ -28,11 +26,11 @@ def test_smoke_run_probes_the_best_run_four_ways(smoke):
         assert min(line) == pytest.approx(cfg["alpha_range"][0])
         assert max(line) == pytest.approx(cfg["alpha_range"][1])
         assert line[0.0] == pytest.approx(r["initial_train_loss"], rel=1e-5, abs=1e-8)
-        assert line[1.0] == pytest.approx(r["final_train_loss"], rel=1e-5, abs=1e-8)
+        assert line[1.0] == pytest.approx(r["train_loss"], rel=1e-5, abs=1e-8)
 
     # (b) every per-parameter curve passes through the final loss at zero perturbation.
-    final = runs[results["probed_seed"]]["final_train_loss"]
-    assert final == min(r["final_train_loss"] for r in results["runs"])
+    final = runs[results["probed_seed"]]["train_loss"]
+    assert final == min(r["train_loss"] for r in results["runs"]) == results["final_train_loss"]
     at_zero = [r for r in results["per_parameter"] if r["delta"] == 0.0]
     assert len(at_zero) == results["model"]["params"]
     assert all(r["loss"] == pytest.approx(final, rel=1e-5, abs=1e-8) for r in at_zero)
@@ -83,19 +81,22 @@ def test_validation_rejects_large_models_and_grids_without_zero():
         EXPERIMENT.make_config(changes={"sample_radii": (0.1, 0.0)})
 
 
-def test_batch_losses_match_one_model_at_a_time():
-    model = MLP([1, 4, 4, 1])
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(16, 1, generator=gen), torch.randn(16, 1, generator=gen)
-    thetas = torch.randn(5, 33, generator=gen)
-    batched = batch_losses(model, thetas, x, y, F.mse_loss)
-    with torch.no_grad():
-        one_by_one = torch.stack([F.mse_loss(vector_to_model(model, t)(x), y) for t in thetas])
-    torch.testing.assert_close(batched, one_by_one)
-
-
-def test_parameter_names_follow_the_flat_vector():
-    names = parameter_names(MLP([1, 4, 4, 1]))
-    assert len(names) == 33 and len(set(names)) == 33
-    assert names[:5] == ["W1[0,0]", "W1[1,0]", "W1[2,0]", "W1[3,0]", "b1[0]"]
-    assert names[-1] == "b3[0]"
+def test_report_follows_the_numbers(smoke):
+    """Each sentence turns with the numbers it states (a copy of the smoke results, edited)."""
+    results = load_results(smoke("error-surface"))
+    edited = copy.deepcopy(results)
+    seed = edited["seeds"][0]
+    for r in edited["line"]:  # a bump in the middle of one run's line
+        if r["seed"] == seed and r["alpha"] == 0.5:
+            r["train_loss"] *= 10
+    n = len(edited["surface"]["loss"])
+    edited["surface"]["loss"] = [[1.0 + (i - n // 2) ** 2 + (j - n // 2) ** 2 for j in range(n)]
+                                 for i in range(n)]  # fmt: skip
+    edited["trajectory"][0]["distance_in_plane"] = edited["trajectory"][0]["distance_to_final"]
+    before = " ".join(notes(results).observations)
+    after = " ".join(notes(edited).observations)
+    assert "never rises in any of the 2 run(s)" in before
+    assert "rises somewhere in 1 of 2 runs" in after
+    assert "the final weights at (0, 0) are its lowest grid point" in after
+    assert "The plane holds 100%" in after and "is close to the real path" in after
+    assert {r["verdict"] for r in notes(results).fidelity} == {"reproduced"}

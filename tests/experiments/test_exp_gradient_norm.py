@@ -81,9 +81,9 @@ def test_statistics_on_a_known_sequence():
                 "batch_size": 1,
                 "epochs": 40,
                 "steps_per_epoch": 1,
-                "diverged_seeds": [],
             }
         ],
+        "runs": [{"task": "function", "seed": s, "diverged": False} for s in (0, 1)],
         "steps": steps,
         "seeds": [0, 1],
     }
@@ -94,7 +94,26 @@ def test_statistics_on_a_known_sequence():
     assert summary["function (f): Spearman r(grad norm, loss)"] == pytest.approx(1.0)
     start, peak, end = summary["function (f): grad norm at start / peak / end"]
     assert start == peak == 2.0 and end < start
-    assert any("25%" in line for line in notes(results).observations)
+    # r = 1 comes with its confound: both fall with the iteration (r = -0.82 each)
+    lines = notes(results).observations
+    assert any("25%" in line for line in lines)
+    assert any("both fall with training time" in line for line in lines)
+    assert summary["function (f): Pearson r of their log changes per iteration"] == (
+        pytest.approx(1.0)
+    )
+    # a diverged seed is named and left out: its NaN tail changes no statistic
+    results["runs"][1].update(
+        diverged=True, diverged_at_epoch=20, diverged_reason="non-finite loss"
+    )
+    for r in steps:
+        if r["seed"] == 1 and r["iteration"] > 20:
+            r["loss"] = r["grad_norm"] = float("nan")
+    after = notes(results)
+    assert after.summary == summary
+    assert any("1 run(s) diverged" in line and "seed 1" in line for line in after.observations)
+    # with no seed left there are no statistics, and the report says so
+    results["runs"][0]["diverged"] = True
+    assert any("every one of its runs diverged" in line for line in notes(results).observations)
 
 
 def test_bad_settings_are_rejected_before_training():

@@ -1,11 +1,11 @@
 """HW1-2 optimization: the weights of 8 training events projected into one common 2-D basis.
 
-Protocol: train one MLP 8 times (seeds of one population), keeping the weights, loss and
-accuracy every few epochs. ONE PCA (per-run PCAs would not share a basis) of all snapshots
-stacked, for the first layer and the whole model, and PCA then t-SNE. Control: a "permuted
-twin", event 0 with its hidden units permuted (the same functions elsewhere in weight
-space). Then each event's hidden units are aligned to event 0 (Hungarian matching of the
-final models, applied to all its snapshots) and everything is projected again.
+Protocol: train one MLP 8 times (seeds of one population), keeping weights, loss and accuracy
+every few epochs. ONE PCA (per-run PCAs share no basis) of all snapshots stacked, for the
+first layer and the whole model, and PCA then t-SNE. Control: a "permuted twin", the first
+event with its hidden units permuted (the same functions elsewhere in weight space). Then
+every event's units are aligned to the first event's (Hungarian matching of the final
+models, applied to all snapshots) and projected again. Diverged events are left out, named.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from dlprobe.experiments.kit import (
-    COLORS,
     Activation,
     Bound,
     DatasetName,
@@ -29,28 +28,39 @@ from dlprobe.experiments.kit import (
     check_batch_sizes,
     check_classifier_fits,
     data_record,
-    group_rows,
+    fidelity_row,
     mlp_population,
     n_train_of,
     new_figure,
     require,
     sci,
 )
+from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.experiments.kit.trajectories import (
+    blank_figures,
     check_snapshots,
+    distance_heatmap,
+    distance_matrix,
+    draw_trajectories,
+    final_distance_rows,
     initial_metrics,
-    model_to_vector,
-    snapshot_metrics,
-    vector_to_model,
+    projection_rows,
+    snapshot_rows,
+    variance_shown,
     weight_trajectories,
 )
-from dlprobe.measure.alignment import align_hidden_units, permute_hidden_units
-from dlprobe.measure.trajectories import project_trajectories
+from dlprobe.measure.flat import parameter_slice
+from dlprobe.measure.permutations import (
+    align_trajectory,
+    output_difference,
+    permute_trajectory,
+    random_unit_permutations,
+)
 from dlprobe.models import MLP, count_params
 from dlprobe.train import TrainConfig
 
-TWIN = "twin of event 0"  # label of the permuted-twin control trajectory
 VIEWS = (("first layer", "pca"), ("whole model", "pca"), ("whole model", "pca+tsne"))
+SAME = 1e-6  # largest |output difference| (float64) of two weight vectors called one function
 
 
 @dataclass(frozen=True)
@@ -74,16 +84,10 @@ class Config:
 
 
 PROFILES = {
-    "smoke": {
-        "hidden_widths": (8,),
-        "seeds": 3,
-        "train.epochs": 4,
-        "train.batch_size": 256,
-        "train.eval_every_epochs": 2,
-        "train.snapshot_every_epochs": 2,
-    },
+    "smoke": {"hidden_widths": (8,), "seeds": 3, "train.epochs": 4, "train.batch_size": 256,
+              "train.eval_every_epochs": 2, "train.snapshot_every_epochs": 2},
     "full": {"dataset": "mnist"},
-}
+}  # fmt: skip
 
 
 def run(cfg: Config, ctx: RunContext) -> dict:
@@ -93,124 +97,58 @@ def run(cfg: Config, ctx: RunContext) -> dict:
     pop = mlp_population(widths, cfg.activation, cfg.seed, cfg.seeds, ctx.device)
     start = initial_metrics(pop, data)
     hist = ctx.train("events", pop, data, cfg.train)
-    trajectories = weight_trajectories(hist).to(torch.float64)  # (K, T, P)
-    ctx.log(f"{trajectories.shape[0]} events x {trajectories.shape[1]} snapshots")
-    events = [f"event {k}" for k in range(pop.size)] + [TWIN]
-    at = snapshot_metrics(hist, start)
-    snapshots = [
-        {"event": f"event {k}", "seed": s, "epoch": e, **{m: v[k] for m, v in at[e].items()}}
-        for k, s in enumerate(pop.seeds)
-        for e in hist.snapshot_epochs
-    ]
-    # The twin computes event 0's functions, so its metrics are event 0's.
-    snapshots += [{**r, "event": TWIN} for r in snapshots if r["event"] == "event 0"]
-
-    twin_perms = random_permutations(template, cfg.seed)
-    raw = [*trajectories, permute_trajectory(template, trajectories[0], twin_perms)]  # (T, P) each
-    pairs = [align_trajectory(template, raw[0][-1], t) for t in raw]  # to event 0's final model
-    aligned, alignment_perms = [a for a, _ in pairs], [p for _, p in pairs]
-    layer_name, layer = first_layer_slice(template)
+    fine = [k for k in range(pop.size) if k not in hist.diverged]
+    trajectories = weight_trajectories(hist).to(torch.float64)[fine]  # (K_fine, T, P)
+    ctx.log(f"{len(fine)} events (of {pop.size}) x {len(hist.snapshot_epochs)} snapshots")
+    events = [f"event {k}" for k in fine] + [f"twin of event {k}" for k in fine[:1]]
+    snapshots = snapshot_rows(hist, start, lambda k: f"event {k}")
+    # The twin computes its event's functions, so its metrics are that event's.
+    snapshots += [{**r, "event": events[-1]} for r in snapshots if fine and r["event"] == events[0]]
+    first = template.linears[0]
     return {
-        "model": {
-            "widths": widths,
-            "activation": cfg.activation,
-            "params": count_params(template),
-            "layer": layer_name,
-            "layer_params": layer.stop - layer.start,
-        },
+        "model": {"widths": widths, "activation": cfg.activation, "params": count_params(template),
+                  "layer": f"first layer ({first.in_features}->{first.out_features})",
+                  "layer_params": first.weight.numel() + first.bias.numel()},
         "dataset": data_record(data),
         "seeds": pop.seeds,
+        "runs": [{"event": f"event {k}", **r} for k, r in enumerate(hist.final_records())],
         "events": events,
         "snapshot_epochs": list(hist.snapshot_epochs),
         "snapshots": snapshots,
-        **projections(cfg, raw, aligned, layer, events, hist.snapshot_epochs),
-        "distances": final_distances(raw, aligned, events),
-        "alignment_check": alignment_check(template, raw, aligned, events, data.x_test),
-        "twin_permutations": [p.tolist() for p in twin_perms],
-        "alignment_permutations": [[p.tolist() for p in ps] for ps in alignment_perms],
-    }
+        **(compare(cfg, template, list(trajectories), events, hist.snapshot_epochs, data.x_test)
+           if fine else {"coords": [], "explained_variance": [], "distances": []}),
+    }  # fmt: skip
 
 
-def first_layer_slice(model: MLP) -> tuple[str, slice]:
-    """Name and range, in the flat parameter vector, of the first layer's weight and bias."""
-    first = model.linears[0]  # its weight and bias lead the flat vector (Flatten has none)
-    size = first.weight.numel() + first.bias.numel()
-    return f"first layer ({first.in_features}->{first.out_features})", slice(0, size)
-
-
-def permute_trajectory(template: MLP, trajectory: torch.Tensor, permutations) -> torch.Tensor:
-    """(T, P) -> (T, P): every snapshot with its hidden units reordered by ``permutations``."""
-    models = (permute_hidden_units(vector_to_model(template, v), permutations) for v in trajectory)
-    return torch.stack([model_to_vector(m) for m in models])
-
-
-def align_trajectory(
-    template: MLP, reference_final: torch.Tensor, trajectory: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Align the trajectory's final model to ``reference_final`` (P,) and apply the same
-    permutations to every snapshot of the trajectory (T, P); returns (aligned (T, P), perms)."""
-    reference = vector_to_model(template, reference_final)
-    _, perms = align_hidden_units(reference, vector_to_model(template, trajectory[-1]))
-    return permute_trajectory(template, trajectory, perms), perms
-
-
-def random_permutations(template: MLP, seed: int) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randperm(w, generator=gen) for w in template.widths[1:-1]]
-
-
-def alignment_check(template: MLP, raw, aligned, events: list[str], x: torch.Tensor) -> list:
-    """Per event: an aligned final model must compute what the unaligned one does."""
+def compare(cfg: Config, template: MLP, trajs: list, events: list, epochs, x) -> dict:
+    """Twin, alignment, projections and distances of the events' trajectories (T, P) each."""
+    twin_perms = random_unit_permutations(template, cfg.seed)
+    raw = [*trajs, permute_trajectory(template, trajs[0], twin_perms)]  # (T, P) each
+    pairs = [align_trajectory(template, raw[0][-1], t) for t in raw]  # to the first's final
+    aligned, layer = [a for a, _ in pairs], parameter_slice(template, template.linears[0])
     x = x.to("cpu", torch.float64)  # the snapshots live on the CPU
-    rows = []
-    with torch.no_grad():
-        for name, before, after in zip(events, raw, aligned, strict=True):
-            out = [vector_to_model(template, t[-1])(x) for t in (before, after)]  # (n_test, C)
-            change = (out[0] - out[1]).abs().max().item()
-            same = bool(torch.equal(out[0].argmax(1), out[1].argmax(1)))
-            rows.append(
-                {"event": name, "max_abs_output_difference": change, "same_predictions": same}
-            )
-    return rows
-
-
-def projections(cfg: Config, raw, aligned, layer: slice, events: list[str], epochs) -> dict:
-    """2-D coordinates of every snapshot in each view, as trained and aligned; one basis each."""
     coords, variance = [], []
     for is_aligned, trajs in ((False, raw), (True, aligned)):
-        for view, method in VIEWS:
+        for view, method in VIEWS:  # one basis for all trajectories of each view
             cols = layer if view == "first layer" else slice(None)
-            proj = project_trajectories(
-                [t[:, cols] for t in trajs],
-                method=method,
-                pca_components_before_tsne=cfg.tsne_pca_components,
-                seed=cfg.seed,
-            )
-            tag = {"view": view, "method": method, "aligned": is_aligned}
-            evr = [float(v) for v in proj.explained_variance_ratio]
-            variance.append({**tag, "explained_variance_ratio": evr})
-            coords += [
-                {**tag, "event": name, "epoch": epoch, "x": float(p[0]), "y": float(p[1])}
-                for name, xy in zip(events, proj.coords, strict=True)
-                for epoch, p in zip(epochs, xy, strict=True)
-            ]
-    return {"coords": coords, "explained_variance": variance}
+            rows, evr = projection_rows([t[:, cols] for t in trajs], events, epochs, method,
+                                        cfg.seed, cfg.tsne_pca_components, view=view,
+                                        aligned=is_aligned)  # fmt: skip
+            coords, variance = coords + rows, [*variance, evr]
+    return {
+        "coords": coords,
+        "explained_variance": variance,
+        "distances": [*final_distance_rows(raw, events, aligned=False),
+                      *final_distance_rows(aligned, events, aligned=True)],
+        "alignment_check": [{"event": n, **output_difference(template, r[-1], a[-1], x)}
+                            for n, r, a in zip(events, raw, aligned, strict=True)],
+        "twin_check": output_difference(template, raw[0][-1], raw[-1][-1], x),
+        "twin_permutations": [p.tolist() for p in twin_perms],
+        "alignment_permutations": [[p.tolist() for p in ps] for _, ps in pairs],
+    }  # fmt: skip
 
 
-def final_distances(raw, aligned, events: list[str]) -> list[dict]:
-    rows = []
-    for is_aligned, trajs in ((False, raw), (True, aligned)):
-        finals = torch.stack([t[-1] for t in trajs])  # (K + 1, P)
-        d = torch.cdist(finals, finals)  # (K + 1, K + 1)
-        rows += [
-            {"aligned": is_aligned, "a": a, "b": b, "distance": d[i, j].item()}
-            for i, a in enumerate(events)
-            for j, b in enumerate(events)
-        ]
-    return rows
-
-
-def select(rows: list[dict], **match) -> list[dict]:
+def select(rows: list[dict], **match) -> list[dict]:  # the rows with these values
     return [r for r in rows if all(r[k] == v for k, v in match.items())]
 
 
@@ -219,163 +157,165 @@ def explained_variance(results: dict, view: str, method: str, aligned: bool) -> 
     return row["explained_variance_ratio"]
 
 
-def distance_matrix(results: dict, aligned: bool) -> np.ndarray:
-    index = {n: i for i, n in enumerate(results["events"])}
-    d = np.zeros((len(index), len(index)))
-    for r in select(results["distances"], aligned=aligned):
-        d[index[r["a"]], index[r["b"]]] = r["distance"]
-    return d
+def distances(results: dict, aligned: bool) -> np.ndarray:
+    """(K + 1, K + 1) L2 distances between the final weights of the events and the twin."""
+    return distance_matrix(select(results["distances"], aligned=aligned), results["events"])
 
 
-def _draw_trajectories(ax, results: dict, view: str, method: str, aligned: bool) -> None:
+def _draw(ax, results: dict, view: str, method: str, aligned: bool) -> None:
     rows = select(results["coords"], view=view, method=method, aligned=aligned)
     accuracy = {(r["event"], r["epoch"]): r["train_accuracy"] for r in results["snapshots"]}
-    by_event = group_rows(rows, "event")
-    for i, name in enumerate(results["events"]):
-        pts = by_event[(name,)]
-        xs, ys = [r["x"] for r in pts], [r["y"] for r in pts]
-        twin = name == TWIN
-        color = "black" if twin else COLORS[i % len(COLORS)]
-        label = f"{name} (permuted)" if twin else name
-        ax.plot(xs, ys, ls="--" if twin else "-", marker=".", ms=4, lw=1, color=color,
-                alpha=0.8, label=label)  # fmt: skip
-        ax.plot(xs[0], ys[0], "o", color=color, ms=7, mfc="white")
-        ax.plot(xs[-1], ys[-1], "*", color=color, ms=13, mec="white" if twin else "black")
-        if method == "pca+tsne":
-            continue
-        # accuracy written at a third, two thirds and the end (the twin's: at the end only)
-        n = len(pts)
-        for j in sorted({n - 1} if twin else {n // 3, (2 * n) // 3, n - 1}):
-            acc = accuracy[(name, pts[j]["epoch"])]
-            ax.annotate("-" if acc is None else f"{acc:.2f}", (xs[j], ys[j]),
-                        xytext=(4, -10 if twin else 4), textcoords="offset points", fontsize=7,
-                        color=color)  # fmt: skip
-    ax.plot([], [], "o", color="gray", mfc="white", label="start (epoch 0)")
-    ax.plot([], [], "*", color="gray", ms=11, label=f"end (epoch {results['snapshot_epochs'][-1]})")
-    if method == "pca":
-        evr = explained_variance(results, view, method, aligned)
-        ax.set(xlabel=f"PC1 ({100 * evr[0]:.1f}% of variance)")
-        ax.set(ylabel=f"PC2 ({100 * evr[1]:.1f}% of variance)")
-    else:
-        ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2")
+    labels = {key: "-" if a is None else f"{a:.2f}" for key, a in accuracy.items()}
+    events, last = results["events"], results["snapshot_epochs"][-1]
+    draw_trajectories(ax, rows, events, labels if method == "pca" else {}, events[-1:], last)
+    evr = explained_variance(results, view, method, aligned)
+    x, y = [f"PC{i + 1} ({100 * v:.1f}% of variance)" for i, v in enumerate(evr[:2])]
+    ax.set(xlabel=x, ylabel=y) if method == "pca" else ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2")
 
 
 def figures(results: dict) -> dict:
+    k, t, m = len(results["events"][:-1]), len(results["snapshot_epochs"]), results["model"]
+    lost = sum(r["diverged"] for r in results["runs"])
+    if k < 1:
+        message = f"every one of the {lost} events diverged (named in the report)"
+        return blank_figures(EXPERIMENT.captions, f"{message}:\nno trajectory to project")
+    n_text = f"n={k} events + twin, {t} snapshots each" + (f"; {lost} diverged" if lost else "")
+    state = {False: "as trained", True: f"hidden units aligned to {results['events'][0]}"}
+    what = {"first layer": f"{m['layer']}, {m['layer_params']} params",
+            "whole model": f"whole model, {m['params']} params"}  # fmt: skip
     figs = {}
-    model = results["model"]
-    k, t = len(results["seeds"]), len(results["snapshot_epochs"])
-    n_text = f"n={k} events + twin, {t} snapshots each"
-    views = {
-        "first-layer": ("first layer", f"{model['layer']}, {model['layer_params']} params"),
-        "whole-model": ("whole model", f"whole model, {model['params']} params"),
-    }
-    for key, (view, what) in views.items():
-        for aligned in (False, True):
-            fig, ax = new_figure(width=8.5, height=5.5)
-            _draw_trajectories(ax, results, view, "pca", aligned)
-            state = "hidden units aligned to event 0" if aligned else "as trained"
-            ax.set_title(
-                f"PCA of {what} ({state}); one basis for all snapshots\n"
-                f"{n_text}; labels: training accuracy",
-                fontsize=10,
-            )
-            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-            figs[f"pca-{key}{'-aligned' if aligned else ''}"] = fig
-
+    for view, aligned in ((v, a) for v in what for a in (False, True)):
+        fig, ax = new_figure(width=8.5, height=5.5)
+        _draw(ax, results, view, "pca", aligned)
+        ax.set_title(f"PCA of {what[view]} ({state[aligned]}); one basis for all snapshots\n"
+                     f"{n_text}; labels: training accuracy", fontsize=10)  # fmt: skip
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        figs[f"pca-{view.replace(' ', '-')}{'-aligned' if aligned else ''}"] = fig
     fig, axes = new_figure(ncols=2, width=6.0, height=5.0)
     for ax, aligned in zip(axes, (False, True), strict=True):
-        _draw_trajectories(ax, results, "whole model", "pca+tsne", aligned)
-        ax.set_title("hidden units aligned to event 0" if aligned else "as trained", fontsize=10)
+        _draw(ax, results, "whole model", "pca+tsne", aligned)
+        ax.set_title(state[aligned], fontsize=10)
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"PCA then t-SNE of all whole-model snapshots ({n_text})")
     figs["pca-tsne"] = fig
-
-    names = [n.replace("twin of event 0", "twin of 0") for n in results["events"]]
+    names = [n.replace("twin of event", "twin of") for n in results["events"]]
     fig, axes = new_figure(ncols=2, width=5.6, height=5.0)
-    vmax = max(distance_matrix(results, False).max(), 1e-12)
+    vmax = max(distances(results, False).max(), 1e-12)
     for ax, aligned in zip(axes, (False, True), strict=True):
-        d = distance_matrix(results, aligned)  # (K + 1, K + 1)
-        im = ax.imshow(d, cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
-        ax.grid(False)
-        for (i, j), v in np.ndenumerate(d):
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6,
-                    color="white" if v < 0.6 * vmax else "black")  # fmt: skip
-        ax.set_title("aligned to event 0" if aligned else "as trained", fontsize=10)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="L2 distance between final weights")
-    fig.suptitle(f"Distances between final weight vectors (n={k} events + twin)")
+        image = distance_heatmap(ax, distances(results, aligned), names, vmax)
+        ax.set_title(state[aligned], fontsize=10)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="L2 distance between final weights")
+    fig.suptitle(f"Distances between final weight vectors ({n_text})")
     figs["final-distances"] = fig
     return figs
 
 
 def _event_distances(results: dict, aligned: bool) -> dict:
-    """Distances between distinct events (pairs), from event 0, and of the twin to event 0."""
-    k = len(results["seeds"])
-    d = distance_matrix(results, aligned)
-    return {
-        "pairs": [d[i, j] for i in range(k) for j in range(i + 1, k)],
-        "to_event_0": [d[0, j] for j in range(1, k)],
-        "twin": d[0, k],
-    }
+    """Distances between distinct events (pairs), from the first, and of the twin to it."""
+    k, d = len(results["events"][:-1]), distances(results, aligned)
+    pairs = [d[i, j] for i in range(k) for j in range(i + 1, k)]
+    median = float(np.median(pairs)) if pairs else float("nan")
+    return {"pairs": pairs, "median": median, "to_first": d[0, 1:k], "twin": d[0, k]}
+
+
+def _twin(results: dict) -> tuple[bool, bool, str]:
+    """Is the twin its event's function; does alignment put it back on it; the numbers."""
+    twin, raw, al = results["twin_check"], *(_event_distances(results, a) for a in (False, True))
+    same = twin["max_abs_output_difference"] < SAME and twin["same_predictions"]
+    text = (f"largest output difference {sci(twin['max_abs_output_difference'])}; L2 distance "
+            f"{raw['twin']:.2f} as trained, {sci(al['twin'])} aligned")  # fmt: skip
+    return same, al["twin"] < SAME * raw["twin"], text
 
 
 def notes(results: dict) -> Notes:
-    k, t = len(results["seeds"]), len(results["snapshot_epochs"])
-    last = results["snapshot_epochs"][-1]
-    final = [r for r in results["snapshots"] if r["epoch"] == last and r["event"] != TWIN]
+    runs, k, t = results["runs"], len(results["events"][:-1]), len(results["snapshot_epochs"])
+    lost = diverged_lines(runs, "are left out of the projections, distances and statistics")
+    m = results["model"]
+    tables = [("Model", [{**m, "widths": "-".join(map(str, m["widths"]))}]),
+              ("Data", [results["dataset"]])]  # fmt: skip
+    if k < 1:
+        line = f"Every one of the {len(runs)} events diverged: there is no trajectory to project."
+        return Notes({"events that diverged": len(runs)}, [line, *lost], tables, fidelity(results))
+    last, first, events = results["snapshot_epochs"][-1], results["events"][0], results["events"]
+    final = [r for r in select(results["snapshots"], epoch=last) if r["event"] in events[:-1]]
     train, test = [r["train_accuracy"] for r in final], [r["test_accuracy"] for r in final]
     before, after = _event_distances(results, False), _event_distances(results, True)
-    evr = {
-        (view, aligned): float(sum(explained_variance(results, view, "pca", aligned)[:2]))
-        for view in ("whole model", "first layer")
-        for aligned in (False, True)
-    }
+    evr = {(view, aligned): float(sum(explained_variance(results, view, "pca", aligned)[:2]))
+           for view in ("whole model", "first layer") for aligned in (False, True)}  # fmt: skip
     check = results["alignment_check"]
     max_change = max(r["max_abs_output_difference"] for r in check)
+    kept = sum(r["same_predictions"] for r in check)
     summary = {
         "final train accuracy, mean over events": float(np.mean(train)),
         "final test accuracy, mean over events": float(np.mean(test)),
-        **{
-            f"PCA variance in 2 components, {view}: as trained / aligned": [
-                evr[(view, aligned)] for aligned in (False, True)
-            ]
-            for view in ("whole model", "first layer")
-        },
+        **{f"PCA variance in 2 components, {view}: as trained / aligned": [
+            evr[(view, False)], evr[(view, True)]] for view in ("whole model", "first layer")},
         "median L2 distance between events: as trained / aligned": [
-            float(np.median(d["pairs"])) for d in (before, after)
-        ],
-        "twin's L2 distance to event 0: as trained / aligned": [before["twin"], after["twin"]],
+            before["median"], after["median"]],
+        "twin's L2 distance to its event: as trained / aligned": [before["twin"], after["twin"]],
         "max |output change| from alignment": max_change,
-    }
-    med_b, med_a = np.median(before["to_event_0"]), np.median(after["to_event_0"])
-    pairs_b = np.median(before["pairs"])
-    same = sum(d < 0.01 * pairs_b for d in after["pairs"])
+    }  # fmt: skip
+    which = f"{k} of the {len(runs)} events that did not diverge" if lost else f"{k} events"
+    whole, layer = evr[("whole model", False)], evr[("first layer", False)]
     lines = [
-        f"After {last} epochs the {k} events reach training accuracy "
-        f"{min(train):.3f}-{max(train):.3f} (test {min(test):.3f}-{max(test):.3f}).",
+        f"After {last} epochs the {which} reach training accuracy {min(train):.3f}-"
+        f"{max(train):.3f} (test {min(test):.3f}-{max(test):.3f}).",
         f"One PCA basis fitted on all {(k + 1) * t} snapshots ({k} events and the twin, {t} "
-        f"each): 2 components explain {100 * evr[('whole model', False)]:.1f}% of the "
-        f"variance of the whole model and {100 * evr[('first layer', False)]:.1f}% of the "
-        "first layer's.",
-        f"As trained, the final weights of the {k} events are {min(before['pairs']):.2f}-"
-        f"{max(before['pairs']):.2f} apart in L2 (median {pairs_b:.2f} over "
-        f"{len(before['pairs'])} pairs); aligning hidden units to event 0 brings the median "
-        f"distance to event 0 from {med_b:.2f} to {med_a:.2f} "
-        f"({100 * (med_a / med_b - 1):+.0f}%) over {k - 1} events.",
-        f"The permuted twin of event 0 computes the same function but lies {before['twin']:.2f} "
-        f"from it as trained (the median distance between events is {pairs_b:.2f}); after "
-        f"alignment it lies {sci(after['twin'])} from it.",
-        f"{same} of the {len(after['pairs'])} pairs of distinct events are closer than 1% of "
-        "the median distance after alignment, i.e. the same minimum up to a permutation of "
-        "units; the others are different points even after removing the permutation symmetry.",
-        f"Alignment changes no model's function: the largest output change over {len(check)} "
-        f"final models is {sci(max_change)}, and "
-        f"{sum(r['same_predictions'] for r in check)} of {len(check)} predict the same classes.",
+        f"each): 2 components explain {100 * whole:.1f}% of the variance of the whole model and "
+        f"{100 * layer:.1f}% of the first layer's, so "
+        f"{variance_shown({'whole-model': whole, 'first-layer': layer})}.",
     ]
-    m = results["model"]
-    model = {**m, "widths": "-".join(map(str, m["widths"]))}
-    return Notes(summary, lines, [("Model", [model]), ("Data", [results["dataset"]])])
+    if k > 1:
+        med_b, med_a = np.median(before["to_first"]), np.median(after["to_first"])
+        n, same = len(after["pairs"]), sum(d < 0.01 * before["median"] for d in after["pairs"])
+        verdict = {0: "no two events are", n: "all events are"}.get(same, f"{same} pairs are")
+        lines.append(
+            f"As trained, the final weights of the {k} events are {min(before['pairs']):.2f}-"
+            f"{max(before['pairs']):.2f} apart in L2 (median {before['median']:.2f} over {n} "
+            f"pair(s)); aligning hidden units to {first} moves the others "
+            f"{'closer' if med_a < med_b else 'no closer'}: median distance to it {med_b:.2f} -> "
+            f"{med_a:.2f} ({100 * (med_a / med_b - 1):+.0f}%, {k - 1} event(s)). After alignment "
+            f"{same} of the {n} pairs are closer than 1% of the median distance as trained: "
+            f"{verdict} the same point up to a permutation of units."
+        )
+    same_fn, back, numbers = _twin(results)
+    lines.append(
+        f"The permuted twin of {first} "
+        f"{'computes' if same_fn else 'does NOT compute'} the same function and "
+        f"{'aligns back onto it' if back else 'is NOT put back on it by alignment'} ({numbers}"
+        + (f"; median distance between events {before['median']:.2f})." if k > 1 else ").")
+    )
+    verdict = "changes no model's function" if max_change < SAME and kept == len(check) else (
+        "CHANGED a model's function (a bug)")  # fmt: skip
+    lines.append(
+        f"Alignment {verdict}: the largest output change over {len(check)} final models is "
+        f"{sci(max_change)}, and {kept} of {len(check)} predict the same classes."
+    )
+    return Notes(summary, lines + lost, tables, fidelity(results))
+
+
+def fidelity(results: dict) -> list[dict]:
+    """The SPEC's four points of this item, each checked on this run's results."""
+    runs, k, epochs = results["runs"], len(results["events"][:-1]), results["snapshot_epochs"]
+    every, n = (epochs[1] - epochs[0] if len(epochs) > 1 else 0), (k + 1) * len(epochs)
+    fitted = [len(select(results["coords"], view=v, method="pca", aligned=False))
+              for v in ("first layer", "whole model")]  # fmt: skip
+    same_fn, back, numbers = _twin(results) if k >= 1 else (False, False, "every event diverged")
+    return [
+        fidelity_row("8 training events of one architecture", "8 seeds",
+                     f"{k} of {len(runs)} events trained without diverging", k >= 8,
+                     f"this run trains {len(runs)}, of which {len(runs) - k} diverged"),
+        fidelity_row("weights collected every 3 epochs, with loss and accuracy", "every 3 epochs",
+                     f"every {every} epochs, {len(epochs)} snapshots per event, each with its "
+                     "accuracy", every == 3, f"this run keeps them every {every} epochs"),
+        fidelity_row("one PCA basis for all events, for one layer and for the whole model",
+                     "one PCA of all events' vectors", f"one PCA per view of {n} snapshots ({k} "
+                     f"events + twin x {len(epochs)})", k >= 1 and fitted == [n, n],
+                     "every event diverged" if k < 1 else "a view misses snapshots"),
+        fidelity_row("a permuted twin is the same function elsewhere; aligning units finds it",
+                     "exchanging hidden units gives an equivalent network", numbers,
+                     same_fn and back, numbers if k < 1 else "the twin differs or is not put back"),
+    ]  # fmt: skip
 
 
 EXPERIMENT = Experiment(
@@ -394,15 +334,15 @@ EXPERIMENT = Experiment(
     captions={
         "pca-first-layer": "first layer's weights at every snapshot of every event, projected "
         "by one PCA fitted on all of them; o start, * end, numbers = training accuracy",
-        "pca-whole-model": "all weights at every snapshot of every event, one common PCA; "
-        "the dashed black trajectory is event 0 with its hidden units permuted",
-        "pca-first-layer-aligned": "as pca-first-layer after permuting every event's hidden "
-        "units to match event 0 (the twin now lies on event 0)",
-        "pca-whole-model-aligned": "as pca-whole-model after aligning hidden units to event 0",
-        "pca-tsne": "PCA to 10 dimensions then t-SNE of all whole-model snapshots, as trained "
-        "and aligned; t-SNE keeps neighbourhoods, not distances",
-        "final-distances": "L2 distance between the final weight vectors of every pair of "
-        "events, as trained and after alignment; the twin's distance to event 0 drops to 0",
+        "pca-first-layer-aligned": "the same after permuting every event's hidden units to "
+        "match the first event's",
+        "pca-whole-model": "all weights, one common PCA; dashed black: the first event with "
+        "its hidden units permuted (its twin)",
+        "pca-whole-model-aligned": "the same after aligning hidden units to the first event",
+        "pca-tsne": "PCA to 10 dimensions then t-SNE of all whole-model snapshots; t-SNE keeps "
+        "neighbourhoods, not distances",
+        "final-distances": "L2 distance between the final weights of every pair of events, as "
+        "trained and after alignment",
     },
     quick_minutes=0.1,
     full_differs="digits (8x8 images) with a 64-16-16-10 MLP instead of MNIST; full uses "
