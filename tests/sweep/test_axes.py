@@ -17,7 +17,7 @@ from dlprobe.sweep.axes import (
     setting_args,
     trial_names,
 )
-from dlprobe.sweep.table import flat_summary, trial_rows, write_results_csv
+from dlprobe.sweep.table import flat_summary, sweep_report_html, trial_rows, write_results_csv
 
 GN = get_experiment("gradient-norm").make_config("smoke")
 
@@ -138,3 +138,22 @@ def test_results_csv_reads_back_with_pandas_types(tmp_path):
     assert table["loss"][0] == 0.25 and math.isnan(table["loss"][1])
     assert math.isnan(table["start / end [2]"][0]) and math.isnan(table["seconds"][1])
     assert list(table["error"].fillna("")) == ["", "DlprobeError: no data"]
+
+
+def test_report_draws_each_axis_with_two_values_and_names_failures():
+    axes = [parse_grid(GN, "activation=relu,tanh"), parse_grid(GN, "seed=0")]
+    trials = [
+        {"name": f"00{i}", "settings": {"activation": a, "seed": 0}, "status": s}
+        for i, (a, s) in enumerate([("relu", "done"), ("tanh", "done"), ("tanh", "failed")])
+    ]
+    trials[2]["error"] = "RuntimeError: boom"
+    state = {"experiment": "gradient-norm", "profile": "smoke", "samples": 1, "sweep_seed": 0}
+    state["command"] = ["dlprobe", "sweep", "gradient-norm", "--grid", "activation=relu,tanh"]
+    state["trials"] = trials
+    summaries = {"000": {"summary": {"loss": 0.5}}, "001": {"summary": {"loss": 0.25}}}
+    html = sweep_report_html(state, trial_rows(state, summaries), axes)
+    assert html.count("<img") == 1  # activation has two values, seed one
+    assert "3 trials: 2 done, 1 failed, 0 pending" in html
+    assert "<code>002</code>: RuntimeError: boom" in html
+    assert "random" not in html and "grid of 2: relu, tanh" in html
+    assert "<code>dlprobe sweep gradient-norm --grid activation=relu,tanh</code>" in html

@@ -14,6 +14,6 @@ and the report. Ray is optional (``pip install 'dlprobe[sweep]'``) and imported 
 a sweep runs.
 """
 
-from .command import USAGE, cmd_sweep
+from .command import USAGE, cmd_sweep, report_sweep
 
-__all__ = ["USAGE", "cmd_sweep"]
+__all__ = ["USAGE", "cmd_sweep", "report_sweep"]

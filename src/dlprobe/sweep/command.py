@@ -48,6 +48,7 @@ options:
 
 Every trial's settings are checked before Ray starts. A failing trial is recorded and the
 others go on (exit code 1); Ctrl-C stops the sweep and prints the command that resumes it.
+`dlprobe report DIR` writes a sweep folder's results.csv and report.html again.
 Needs Ray: pip install 'dlprobe[sweep]'."""
 
 
@@ -117,6 +118,15 @@ def _plan(args, argv: list[str]):
         args.out,
         ["dlprobe", "sweep", *argv],
     )
+
+
+def report_sweep(path: Path) -> Path:
+    """Write results.csv and report.html of the sweep folder ``path`` again (for
+    ``dlprobe report``); returns the report's path."""
+    from .plan import resume_sweep
+    from .runner import write_outputs
+
+    return write_outputs(resume_sweep(None, Path(path)))
 
 
 def cmd_sweep(argv: list[str]) -> int:

@@ -128,6 +128,11 @@ def write_tables(plan: SweepPlan) -> list[dict]:
     return rows
 
 
+def write_outputs(plan: SweepPlan) -> Path:
+    """results.csv and report.html of the sweep, from its folder; returns the report."""
+    return write_sweep_report(plan.path, plan.state, write_tables(plan), plan.axes)
+
+
 def run_sweep(
     plan: SweepPlan,
     address: str | None = None,
@@ -169,8 +174,7 @@ def run_sweep(
         if started:
             ray.shutdown()
     write_json(plan.path / "sweep.json", plan.state)
-    rows = write_tables(plan)
-    report = write_sweep_report(plan.path, plan.state, rows, plan.axes)
+    report = write_outputs(plan)
     failed = [t["name"] for t in plan.trials if t["status"] != "done"]
     print(f"sweep {plan.exp.id}: {total - len(failed)} of {total} trials done"
           f"{'; FAILED: ' + ', '.join(failed) if failed else ''}")  # fmt: skip

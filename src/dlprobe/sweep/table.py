@@ -150,23 +150,33 @@ def _wrap(text: str, width: int = 40) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def sweep_report_html(state: dict, rows: list[dict], axes: list[Axis]) -> str:
-    """The page: what was swept, the outcome, failures by name, figures and the table."""
+def _figures(axes: list[Axis], rows: list[dict], headlines: list[str]) -> list[str]:
+    """A figure per swept setting with two or more values among the finished trials."""
     from dlprobe.experiments.kit import style
 
+    figures = []
+    for axis in axes:
+        n_values = len({str(r[axis.name]) for r in rows if r["status"] == "done"})
+        if n_values < 2 or not headlines:
+            continue
+        with style():
+            png = figure_png(axis_figure(axis, rows, headlines))
+        caption = (
+            f"{', '.join(headlines)} against {axis.name} ({n_values} values; finished trials only)."
+        )
+        figures.append(
+            f"<figure>{img_tag(png, axis.name)}<figcaption>{esc(caption)}</figcaption></figure>"
+        )
+    return figures
+
+
+def sweep_report_html(state: dict, rows: list[dict], axes: list[Axis]) -> str:
+    """The page: what was swept, the outcome, failures by name, figures and the table."""
     statuses = [t["status"] for t in state["trials"]]
     counts = {s: statuses.count(s) for s in ("done", "failed", "pending")}
     first_summary = 1 + len(axes) + 3  # trial, settings, status, seconds, error
     headlines = headline_columns(rows, first_summary)
-    figures = []
-    for axis in axes:
-        n_values = len({str(r[axis.name]) for r in rows if r["status"] == "done"})
-        if n_values >= 2 and headlines:
-            with style():
-                png = figure_png(axis_figure(axis, rows, headlines))
-            figures.append(
-                f"<figure>{img_tag(png, axis.name)}<figcaption>{esc(', '.join(headlines))} against {esc(axis.name)} ({n_values} values, finished trials only).</figcaption></figure>"
-            )
+    figures = _figures(axes, rows, headlines)
     failed = [t for t in state["trials"] if t["status"] == "failed"]
     failures = "".join(
         f"<li><code>{esc(t['name'])}</code>: {esc(t.get('error', ''))}</li>" for t in failed
@@ -180,9 +190,15 @@ def sweep_report_html(state: dict, rows: list[dict], axes: list[Axis]) -> str:
         f"<p>{len(statuses)} trials: {counts['done']} done, {counts['failed']} failed, "
         f"{counts['pending']} pending. Each trial is a run folder under <code>trials/</code> "
         f"with its own report; every number below is read from those folders.</p>"
+        f"<p class='muted'>command: <code>{esc(' '.join(state.get('command', [])))}</code></p>"
         f"<h2>Axes</h2>{table(axes_rows, ['setting', 'values'])}"
-        f"<p class='muted'>samples per grid point: {state['samples']}, sweep seed: "
-        f"{state['sweep_seed']}; random floats are rounded to 4 significant digits.</p>"
+        + (
+            f"<p class='muted'>{state['samples']} draws of the random axes per grid point, "
+            f"sweep seed {state['sweep_seed']}; drawn floats are rounded to 4 significant "
+            "digits.</p>"
+            if any(a.kind == "random" for a in axes)
+            else ""
+        )
         + (f"<h2>Failed trials</h2><div class='fail'><ul>{failures}</ul></div>" if failed else "")
         + (f"<h2>Against each swept setting</h2>{''.join(figures)}" if figures else "")
         + f"<h2>Trials</h2>{table([{c: r.get(c) for c in shown} for r in rows], shown)}"
