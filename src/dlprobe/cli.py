@@ -234,6 +234,10 @@ def cmd_report(args) -> int:
     path = Path(args.run_dir)
     if (path / "suite.json").exists():
         write_suite_report(path)
+    elif (path / "sweep.json").exists():
+        from dlprobe.sweep import report_sweep
+
+        report_sweep(path)
     else:
         write_run_report(path)
     print(f"report: {(path / 'report.html').resolve()}")
@@ -260,6 +264,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="experiments with their homework item and quick time")
     sub.add_parser(
         "run", help="run an experiment or a suite: dlprobe run ID [options]", add_help=False
+    )
+    sub.add_parser(
+        "sweep",
+        help="an experiment over a grid or random draws of its settings, on Ray: "
+        "dlprobe sweep ID --grid NAME=V1,V2 [options]",
+        add_help=False,
     )
     rep = sub.add_parser("report", help="redraw figures and report.html of a run folder")
     rep.add_argument("run_dir")
@@ -298,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "run":
             return cmd_run(argv[1:])
+        if argv and argv[0] == "sweep":
+            from dlprobe.sweep import cmd_sweep
+
+            return cmd_sweep(argv[1:])
         args = _parser().parse_args(argv)
         handlers = {
             "list": cmd_list,

@@ -36,8 +36,8 @@ options:
   --profile {smoke,quick,full}  scale of every trial (default: quick)
   --out DIR                sweep folder (default: runs/ID-sweep-YYYYmmdd-HHMMSS)
   --resume                 run the failed and unfinished trials of the sweep in --out
-                           again (each resumes from its checkpoints); finished ones are
-                           kept as they are
+                           (or the newest runs/ID-sweep-*) again, each from its
+                           checkpoints; finished trials are kept as they are
   --address ADDR           join a running Ray cluster (e.g. ray://head:10001 or auto);
                            the sweep folder must be on a file system every node shares
   --cpus N                 cores of the local Ray instance (default: all of this machine's)

@@ -128,6 +128,27 @@ def write_tables(plan: SweepPlan) -> list[dict]:
     return rows
 
 
+def _collect(ray, plan: SweepPlan, refs: dict, done: int) -> None:
+    """Record each trial as it ends (sweep.json and a progress line); on Ctrl-C cancel
+    the others, record the state and raise Interrupted with the command that resumes."""
+    try:
+        while refs:
+            # every trial that ended within a second: a Ctrl-C is seen at least once a second
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=1.0)
+            for ref in ready:
+                trial = plan.trials[refs.pop(ref)]
+                trial.update(_outcome(ray, ref))
+                done += 1
+                write_json(plan.path / "sweep.json", plan.state)
+                print(_progress(done, len(plan.trials), trial), flush=True)
+    except KeyboardInterrupt as err:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        write_json(plan.path / "sweep.json", plan.state)
+        write_tables(plan)
+        raise Interrupted(f"dlprobe sweep --resume --out {plan.path}") from err
+
+
 def write_outputs(plan: SweepPlan) -> Path:
     """results.csv and report.html of the sweep, from its folder; returns the report."""
     return write_sweep_report(plan.path, plan.state, write_tables(plan), plan.axes)
@@ -152,23 +173,10 @@ def run_sweep(
         total = len(plan.trials)
         done = total - len(refs)
         cores = int(ray.cluster_resources().get("CPU", 0))
-        print(f"sweep {plan.exp.id}: {total} trials, {done} finished earlier; on Ray with "
-              f"{cores} CPUs -> {plan.path}", flush=True)  # fmt: skip
+        head = f"sweep {plan.exp.id}: {total} trials, {done} finished earlier"
+        print(f"{head}; on Ray with {cores} CPUs -> {plan.path}", flush=True)
         t0 = time.perf_counter()
-        try:
-            while refs:
-                ready, _ = ray.wait(list(refs), num_returns=1)
-                trial = plan.trials[refs.pop(ready[0])]
-                trial.update(_outcome(ray, ready[0]))
-                done += 1
-                write_json(plan.path / "sweep.json", plan.state)
-                print(_progress(done, total, trial), flush=True)
-        except KeyboardInterrupt as err:
-            for ref in refs:
-                ray.cancel(ref, force=True)
-            write_json(plan.path / "sweep.json", plan.state)
-            write_tables(plan)
-            raise Interrupted(f"dlprobe sweep --resume --out {plan.path}") from err
+        _collect(ray, plan, refs, done)
         plan.state["seconds"] = plan.state.get("seconds", 0.0) + time.perf_counter() - t0
     finally:
         if started:
@@ -176,8 +184,8 @@ def run_sweep(
     write_json(plan.path / "sweep.json", plan.state)
     report = write_outputs(plan)
     failed = [t["name"] for t in plan.trials if t["status"] != "done"]
-    print(f"sweep {plan.exp.id}: {total - len(failed)} of {total} trials done"
-          f"{'; FAILED: ' + ', '.join(failed) if failed else ''}")  # fmt: skip
+    failures = f"; FAILED: {', '.join(failed)}" if failed else ""
+    print(f"sweep {plan.exp.id}: {total - len(failed)} of {total} trials done{failures}")
     print(f"table: {(plan.path / 'results.csv').resolve()}")
     print(f"report: {report.resolve()}")
     return 1 if failed else 0
