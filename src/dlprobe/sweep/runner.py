@@ -142,8 +142,9 @@ def _collect(ray, plan: SweepPlan, refs: dict, done: int) -> None:
                 write_json(plan.path / "sweep.json", plan.state)
                 print(_progress(done, len(plan.trials), trial), flush=True)
     except KeyboardInterrupt as err:
-        for ref in refs:
-            ray.cancel(ref, force=True)
+        for ref in refs:  # a running trial gets a KeyboardInterrupt and keeps its checkpoints
+            ray.cancel(ref)
+        ray.wait(list(refs), num_returns=len(refs), timeout=30.0)  # stopped before resuming
         write_json(plan.path / "sweep.json", plan.state)
         write_tables(plan)
         raise Interrupted(f"dlprobe sweep --resume --out {plan.path}") from err
