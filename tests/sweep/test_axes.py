@@ -9,6 +9,7 @@ import pytest
 
 from dlprobe import DlprobeError
 from dlprobe.experiments.kit import get_experiment
+from dlprobe.runs import write_json
 from dlprobe.sweep.axes import (
     MAX_TRIALS,
     expand,
@@ -17,6 +18,7 @@ from dlprobe.sweep.axes import (
     setting_args,
     trial_names,
 )
+from dlprobe.sweep.plan import new_sweep, resume_sweep
 from dlprobe.sweep.table import flat_summary, sweep_report_html, trial_rows, write_results_csv
 
 GN = get_experiment("gradient-norm").make_config("smoke")
@@ -157,3 +159,26 @@ def test_report_draws_each_axis_with_two_values_and_names_failures():
     assert "<code>002</code>: RuntimeError: boom" in html
     assert "random" not in html and "grid of 2: relu, tanh" in html
     assert "<code>dlprobe sweep gradient-norm --grid activation=relu,tanh</code>" in html
+
+
+def test_a_planned_sweep_reads_back_from_its_sweep_json(tmp_path):
+    exp = get_experiment("gradient-norm")
+    plan = new_sweep(
+        exp,
+        "smoke",
+        grids=["seed=0..1"],
+        randoms=["function-train.lr=1e-4..1e-1", "hidden=16,8 8"],
+        samples=3,
+        sweep_seed=5,
+        out=tmp_path / "s",
+        command=["dlprobe", "sweep"],
+    )
+    assert not (tmp_path / "s").exists()  # planning writes nothing
+    assert [t["name"][:10] for t in plan.trials[:2]] == ["000-seed=0", "001-seed=1"]
+    assert len(plan.trials) == 6 and {t["status"] for t in plan.trials} == {"pending"}
+    write_json(tmp_path / "s" / "sweep.json", plan.state)
+    again = resume_sweep(None, tmp_path / "s")
+    assert again.exp is exp and again.axes == plan.axes and again.trials == plan.trials
+    assert again.axes[2].values == ((16,), (8, 8))
+    with pytest.raises(DlprobeError, match="is a sweep of gradient-norm, not of sharpness"):
+        resume_sweep("sharpness", tmp_path / "s")
