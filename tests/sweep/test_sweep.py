@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -97,6 +99,54 @@ def test_help_names_the_axes_and_the_experiment_settings(capsys):
     assert sweep("gradient-norm", "--help") == 0
     out = capsys.readouterr().out
     assert "log-uniform for a float setting" in out and "--function-train.lr NUMBER" in out
+
+
+class FakeRay:
+    """What the sweep asks of the ``ray`` module when it connects: the calls, recorded."""
+
+    def __init__(self, gpus: int = 0, refuse: bool = False):
+        self.calls, self.gpus, self.refuse = [], gpus, refuse
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        if self.refuse:
+            raise ConnectionError("could not find any running Ray instance")
+        self.calls.append(kwargs)
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 2.0, **({"GPU": float(self.gpus)} if self.gpus else {})}
+
+
+def test_ray_is_started_locally_or_joined_at_an_address():
+    from dlprobe import DlprobeError
+    from dlprobe.sweep.runner import _connect, _trial_device
+
+    local = FakeRay()
+    assert _connect(local, None, 3) is True
+    assert local.calls == [
+        {"num_cpus": 3, "include_dashboard": False, "logging_level": logging.ERROR,
+         "log_to_driver": False}
+    ]  # fmt: skip
+    cluster = FakeRay()
+    assert _connect(cluster, "ray://head:10001", None) is True
+    assert cluster.calls == [
+        {"address": "ray://head:10001", "logging_level": logging.ERROR, "log_to_driver": False}
+    ]
+    with pytest.raises(DlprobeError, match="cannot join the Ray cluster at auto: could not"):
+        _connect(FakeRay(refuse=True), "auto", None)
+    assert _trial_device(FakeRay(), "auto") == "cpu"
+    assert _trial_device(FakeRay(gpus=2), "auto") == "cuda"
+    assert _trial_device(FakeRay(gpus=2), "cpu") == "cpu"
+    with pytest.raises(DlprobeError, match="the Ray cluster has no GPU"):
+        _trial_device(FakeRay(), "cuda")
+
+
+def test_importing_dlprobe_does_not_import_ray():
+    code = "import sys, dlprobe.cli, dlprobe.sweep; print('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
 
 
 # -- real sweeps on one local Ray instance ------------------------------------------------
