@@ -30,6 +30,7 @@ def test_grid_values_take_the_type_of_their_setting():
     assert parse_grid(GN, "seeds= 2 , 3").values == (2, 3)
     hidden = parse_grid(GN, "hidden=16,32 32")
     assert hidden.name == "hidden" and hidden.values == ((16,), (32, 32))
+    assert hidden.describe() == "grid of 2: 16, 32 32"
     assert parse_grid(GN, "dataset-train.record-steps=true").values == (True,)
     assert parse_grid(GN, "function-train.lr=0.1").name == "function_train.lr"
     assert parse_grid(GN, "dataset=digits,mnist").values == ("digits", "mnist")
@@ -57,6 +58,7 @@ def test_bad_grids_are_refused_with_what_is_wrong(spec, message):
 def test_random_axes_choose_log_uniform_or_pick():
     lr = parse_random(GN, "function_train.lr=1e-4..1e-1")
     assert (lr.scale, lr.low, lr.high) == ("log", 1e-4, 1e-1)
+    assert lr.describe() == "drawn log-uniform in [0.0001, 0.1]"
     assert parse_random(GN, "function_train.momentum=0.5..0.99").scale == "uniform"
     assert parse_random(GN, "function_train.weight_decay=0..1").scale == "uniform"
     seed = parse_random(GN, "seed=0..9")

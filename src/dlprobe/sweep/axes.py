@@ -37,11 +37,13 @@ class Axis:
 
     def describe(self) -> str:
         """The axis in words, for the report and the progress header."""
+        values = ", ".join(_text(v) for v in self.values)
         if self.kind == "grid":
-            return f"grid of {len(self.values)}: {', '.join(map(format_value, self.values))}"
+            return f"grid of {len(self.values)}: {values}"
         if self.scale == "choice":
-            return f"random pick of {', '.join(map(format_value, self.values))}"
-        return f"random {self.scale} in [{self.low:g}, {self.high:g}]"
+            return f"random pick of {values}"
+        how = "log-uniform" if self.scale == "log" else "uniform"
+        return f"drawn {how} in [{self.low:g}, {self.high:g}]"
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +54,13 @@ class Axis:
             "high": self.high,
             "scale": self.scale,
         }
+
+
+def _text(value) -> str:
+    """A value as typed on the command line: a tuple's entries space-separated."""
+    if isinstance(value, tuple | list):
+        return " ".join(_text(v) for v in value)
+    return format_value(value)
 
 
 def axis_from_json(config, record: dict) -> Axis:
@@ -113,7 +122,7 @@ def _values(text: str, tp, path: str, option: str) -> tuple:
         values += expanded if expanded is not None else [coerce(item.strip(), tp, path)]
     for v in values:
         if values.count(v) > 1:
-            raise DlprobeError(f"{option} {path} lists {format_value(v)} twice")
+            raise DlprobeError(f"{option} {path} lists {_text(v)} twice")
     return tuple(values)
 
 
