@@ -19,7 +19,13 @@ from dlprobe.sweep.axes import (
     trial_names,
 )
 from dlprobe.sweep.plan import new_sweep, resume_sweep
-from dlprobe.sweep.table import flat_summary, sweep_report_html, trial_rows, write_results_csv
+from dlprobe.sweep.table import (
+    flat_summary,
+    headline_columns,
+    sweep_report_html,
+    trial_rows,
+    write_results_csv,
+)
 
 GN = get_experiment("gradient-norm").make_config("smoke")
 
@@ -154,8 +160,14 @@ def test_report_draws_each_axis_with_two_values_and_names_failures():
     state = {"experiment": "gradient-norm", "profile": "smoke", "samples": 1, "sweep_seed": 0}
     state["command"] = ["dlprobe", "sweep", "gradient-norm", "--grid", "activation=relu,tanh"]
     state["trials"] = trials
-    summaries = {"000": {"summary": {"loss": 0.5}}, "001": {"summary": {"loss": 0.25}}}
-    html = sweep_report_html(state, trial_rows(state, summaries), axes)
+    summaries = {
+        "000": {"summary": {"start": 1.0, "loss": 0.5, "gap": 0.1}},
+        "001": {"summary": {"start": 1.0, "loss": 0.25, "gap": 0.2}},
+    }
+    rows = trial_rows(state, summaries)
+    # numbers that differ between trials first: the starting value is the same in both
+    assert headline_columns(rows, first_summary_column=1 + 2 + 3) == ["loss", "gap"]
+    html = sweep_report_html(state, rows, axes)
     assert html.count("<img") == 1  # activation has two values, seed one
     assert "3 trials: 2 done, 1 failed, 0 pending" in html
     assert "<code>002</code>: RuntimeError: boom" in html

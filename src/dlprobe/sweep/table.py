@@ -86,23 +86,31 @@ def write_results_csv(path: Path, rows: list[dict]) -> None:
 
 
 def headline_columns(rows: list[dict], first_summary_column: int) -> list[str]:
-    """The first two summary columns with a finite number in some finished trial."""
-    columns = _columns(rows)[first_summary_column:]
-    found = []
-    for c in columns:
-        values = [r.get(c) for r in rows if r["status"] == "done"]
-        if any(_is_number(v) and math.isfinite(v) for v in values):
-            found.append(c)
-    return found[:2]
+    """Two summary columns to draw: the first ones whose finite values differ between
+    finished trials, else the first ones with a finite value."""
+    varying, constant = [], []
+    for c in _columns(rows)[first_summary_column:]:
+        values = {r.get(c) for r in rows if r["status"] == "done"}
+        finite = {v for v in values if _is_number(v) and math.isfinite(v)}
+        (varying if len(finite) > 1 else constant if finite else []).append(c)
+    return (varying + constant)[:2]
+
+
+def _n_per_value(counts: list[int]) -> str:
+    low, high = min(counts, default=0), max(counts, default=0)
+    n = f"{low}" if low == high else f"{low}-{high}"
+    return f"n = {n} trial{'s' if high != 1 else ''} per value"
 
 
 def axis_figure(axis: Axis, rows: list[dict], headlines: list[str]):
-    """Each headline number of the finished trials against one swept setting, every trial
-    a dot and the mean over the other settings a line."""
+    """Each headline number of the finished trials against one swept setting: every trial
+    a dot, and where a value has several trials, their mean a line."""
     from dlprobe.experiments.kit import new_figure
 
     done = [r for r in rows if r["status"] == "done"]
-    fig, axes = new_figure(ncols=len(headlines), width=5.0, height=3.6, squeeze=False)
+    fig, axes = new_figure(
+        ncols=len(headlines), width=5.0, height=3.6, layout="constrained", squeeze=False
+    )
     labels = sorted({str(r[axis.name]) for r in done}, key=lambda s: _sort_key(axis, s))
     for ax, column in zip(axes[0], headlines, strict=True):
         pairs = [
@@ -118,12 +126,14 @@ def axis_figure(axis: Axis, rows: list[dict], headlines: list[str]):
         ys = np.array([y for _, y in pairs], dtype=float)
         ax.scatter(xs, ys, s=18, color="tab:blue", alpha=0.7, label="a trial")
         ux = np.unique(xs)
-        ax.plot(ux, [ys[xs == u].mean() for u in ux], color="tab:orange", label="mean")
-        n_per = [int((xs == u).sum()) for u in ux]
+        counts = [int((xs == u).sum()) for u in ux]
+        if max(counts, default=0) > 1:
+            means = [ys[xs == u].mean() for u in ux]
+            ax.plot(ux, means, color="tab:orange", label="mean over the other settings")
         if axis.scale == "log" or (is_number_axis(axis) and _spans_decade(ux)):
             ax.set_xscale("log")
-        ax.set(xlabel=axis.name, ylabel=_wrap(column))
-        ax.set_title(f"n = {min(n_per, default=0)}-{max(n_per, default=0)} trials per value")
+        ax.set(xlabel=axis.name, ylabel=_wrap(column, 32))
+        ax.set_title(_n_per_value(counts))
         ax.legend(fontsize=8)
     return fig
 
