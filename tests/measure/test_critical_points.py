@@ -9,7 +9,11 @@ from probe_util import assert_untouched, snapshot, tiny_regression
 
 from dlprobe import DlprobeError
 from dlprobe.measure._functional import flat_params
-from dlprobe.measure.critical_points import find_critical_points, model_critical_points
+from dlprobe.measure.critical_points import (
+    find_critical_points,
+    model_critical_points,
+    zero_tolerance,
+)
 from dlprobe.measure.gradient import gradient_norm
 
 
@@ -107,3 +111,16 @@ def test_bad_input_is_refused_with_one_line():
         find_critical_points(double_well, torch.zeros(1, 2), grad_tol=0)
     with pytest.raises(DlprobeError, match="max_iter"):
         find_critical_points(double_well, torch.zeros(1, 2), max_iter=-1)
+
+
+def test_zero_tolerance_scales_with_the_gradient_norm_above_round_off():
+    lam = torch.tensor([[-2.0, 1e-9, 3.0], [-2.0, 1e-9, 3.0]], dtype=torch.float64)
+    tol = zero_tolerance(lam, torch.tensor([1e-6, 1e-4]), per_grad=2.0)
+    torch.testing.assert_close(tol, torch.tensor([2e-6, 2e-4], dtype=torch.float64))
+    # at |g| = 0 only the eigensolver's round-off is left: P * eps * max|λ|
+    floor = zero_tolerance(lam[:1], torch.zeros(1), per_grad=2.0)
+    assert floor.item() == pytest.approx(3 * torch.finfo(torch.float64).eps * 3.0)
+    with pytest.raises(DlprobeError, match=r"\(K, P\)"):
+        zero_tolerance(lam[0], torch.zeros(1))
+    with pytest.raises(DlprobeError, match="per_grad"):
+        zero_tolerance(lam, torch.zeros(2), per_grad=-1.0)

@@ -166,3 +166,37 @@ def model_critical_points(
     with eval_mode(model):
         f = flat_loss_fn(model, loss_fn, x.cpu(), y.cpu(), torch.float64)
         return find_critical_points(f, start, **search)
+
+
+def zero_tolerance(
+    eigenvalues: torch.Tensor, grad_norm: torch.Tensor, per_grad: float = 1.0
+) -> torch.Tensor:
+    """The |eigenvalue| up to which a Hessian eigenvalue counts as zero at a point whose
+    gradient norm is |g|: ``max(per_grad * |g|, P * eps * max|λ|)``, per row.
+
+    Why |g|: along an eigenvector with eigenvalue λ the Newton step to the nearest
+    critical point is |g_i| / |λ| <= |g| / |λ|. With |λ| <= per_grad * |g| that step can be
+    1 / per_grad long (per_grad = 1: a unit length in parameter space), so the sign of λ
+    says where the search stopped, not what the critical point is. The second term is the
+    round-off of a float64 eigensolver (eps = 2.2e-16), which exact zeros (dead ReLU
+    units, symmetries) never rise above.
+
+    Args:
+        eigenvalues: (K, P) eigenvalues, one row per point.
+        grad_norm: (K,) gradient norm at each point.
+        per_grad: the factor c of the rule (>= 0; 0 leaves only round-off).
+
+    Returns:
+        (K,) float64 absolute tolerances, for ``minimal_ratio(row, tol=...)``.
+    """
+    lam = torch.as_tensor(eigenvalues, dtype=torch.float64)
+    norm = torch.as_tensor(grad_norm, dtype=torch.float64)
+    if lam.ndim != 2 or norm.shape != lam.shape[:1]:
+        raise DlprobeError(
+            f"eigenvalues must be (K, P) and grad_norm (K,), got {tuple(lam.shape)} and "
+            f"{tuple(norm.shape)}"
+        )
+    if not per_grad >= 0:
+        raise DlprobeError(f"per_grad must be >= 0, got {per_grad}")
+    eps = torch.finfo(torch.float64).eps
+    return torch.maximum(per_grad * norm, lam.shape[1] * eps * lam.abs().amax(1))
