@@ -287,7 +287,8 @@ def test_ctrl_c_records_the_state_prints_the_resume_command_and_exits_130(
     ray_session, tmp_path, capsys
 ):
     out = tmp_path / "sweep"
-    started = out / "trials" / "000-seed=0-dataset=digits" / "checkpoints" / "function.done.pt"
+    trial = out / "trials" / "000-seed=0-dataset=digits"
+    started = trial / "config.json"  # the trial has begun; its trainings and report remain
 
     def press_ctrl_c() -> None:
         deadline = time.monotonic() + 120
@@ -301,6 +302,6 @@ def test_ctrl_c_records_the_state_prints_the_resume_command_and_exits_130(
     assert err.strip().endswith(f"continue with: dlprobe sweep --resume --out {out}")
     assert [t["status"] for t in state_of(out).values()] == ["pending"]
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["pending"]
-    assert started.exists() and not (started.parents[1] / "results.json").exists()
+    assert started.exists() and not (trial / "report.html").exists()  # stopped in the middle
     assert sweep("--resume", "--out", out) == 0
     assert [t["status"] for t in state_of(out).values()] == ["done"]

@@ -129,12 +129,12 @@ def write_tables(plan: SweepPlan) -> list[dict]:
 
 
 def _collect(ray, plan: SweepPlan, refs: dict, done: int) -> None:
-    """Record each trial as it ends (sweep.json and a progress line); on Ctrl-C cancel
-    the others, record the state and raise Interrupted with the command that resumes."""
+    """Record each trial as it ends (sweep.json and a progress line); on Ctrl-C stop the
+    others, record the state and raise Interrupted with the command that resumes."""
     try:
         while refs:
-            # every trial that ended within a second: a Ctrl-C is seen at least once a second
-            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=1.0)
+            # every trial that ended in the last half second, so a Ctrl-C is seen at once
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5)
             for ref in ready:
                 trial = plan.trials[refs.pop(ref)]
                 trial.update(_outcome(ray, ref))
@@ -144,7 +144,11 @@ def _collect(ray, plan: SweepPlan, refs: dict, done: int) -> None:
     except KeyboardInterrupt as err:
         for ref in refs:  # a running trial gets a KeyboardInterrupt and keeps its checkpoints
             ray.cancel(ref)
-        ray.wait(list(refs), num_returns=len(refs), timeout=30.0)  # stopped before resuming
+        stopped, _ = ray.wait(list(refs), num_returns=len(refs), timeout=30.0)
+        for ref in stopped:  # one that finished before the cancel reached it counts as done
+            outcome = _outcome(ray, ref)
+            if outcome["status"] == "done":
+                plan.trials[refs[ref]].update(outcome)
         write_json(plan.path / "sweep.json", plan.state)
         write_tables(plan)
         raise Interrupted(f"dlprobe sweep --resume --out {plan.path}") from err
