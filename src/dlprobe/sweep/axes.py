@@ -120,9 +120,11 @@ def _values(text: str, tp, path: str, option: str) -> tuple:
             raise DlprobeError(f"{option} {path}={text}: an empty value between commas")
         expanded = _int_range(item, tp, path, option)
         values += expanded if expanded is not None else [coerce(item.strip(), tp, path)]
+    seen = set()
     for v in values:
-        if values.count(v) > 1:
+        if v in seen:
             raise DlprobeError(f"{option} {path} lists {_text(v)} twice")
+        seen.add(v)
     return tuple(values)
 
 
