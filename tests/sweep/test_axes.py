@@ -196,3 +196,9 @@ def test_a_planned_sweep_reads_back_from_its_sweep_json(tmp_path):
     assert again.axes[2].values == ((16,), (8, 8))
     with pytest.raises(DlprobeError, match="is a sweep of gradient-norm, not of sharpness"):
         resume_sweep("sharpness", tmp_path / "s")
+    runs = tmp_path / "runs"  # without --out: the newest runs/ID-sweep-* folder
+    write_json(runs / "gradient-norm-sweep-20260101-000000" / "sweep.json", plan.state)
+    newest = resume_sweep("gradient-norm", None, runs_root=runs)
+    assert newest.path == runs / "gradient-norm-sweep-20260101-000000"
+    with pytest.raises(DlprobeError, match="no .*sharpness-sweep-\\* folder to resume"):
+        resume_sweep("sharpness", None, runs_root=runs)
