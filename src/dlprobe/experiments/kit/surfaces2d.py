@@ -96,6 +96,36 @@ def descend(
     return path
 
 
+def grad_norm(fn: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """|grad fn| at every point of ``w`` (..., 2), by autograd of the sum (points do not
+    interact, so each point's gradient is its own)."""
+    w = w.detach().clone().requires_grad_(True)
+    with torch.enable_grad():  # also inside no_grad (e.g. through grid_values)
+        (g,) = torch.autograd.grad(fn(w).sum(), w)
+    return g.norm(dim=-1)
+
+
+def argmin(fn: Callable[[torch.Tensor], torch.Tensor], start=(0.0, 0.0)) -> torch.Tensor:
+    """A local minimizer (2,) float64 of ``fn`` by L-BFGS with a strong-Wolfe line search."""
+    w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [w],
+        max_iter=500,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        value = fn(w)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    return w.detach()
+
+
 def grid_values(
     fn: Callable[[torch.Tensor], torch.Tensor], box: Sequence[float], n: int
 ) -> dict[str, list]:
