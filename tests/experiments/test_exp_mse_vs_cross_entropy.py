@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from exp_util import load_results
 
+from dlprobe import DlprobeError
 from dlprobe.data import load_dataset
 from dlprobe.experiments.kit import mlp_population
 from dlprobe.experiments.kit.lr_grid import validation_split
@@ -79,6 +80,13 @@ def test_grad_norm_of_a_grid_is_each_points_own_gradient_and_argmin_is_stationar
             (g,) = torch.autograd.grad(fn(wi), wi)
             assert float(norms[i]) == pytest.approx(float(g.norm()), rel=1e-12)
         assert float(grad_norm(fn, argmin(fn))) < 1e-8
+
+
+def test_config_refuses_a_repeated_lr_and_a_validation_split_of_everything():
+    with pytest.raises(DlprobeError, match="lr_factors must differ"):
+        EXPERIMENT.make_config("smoke", {"lr_factors": (1.0, 1.0)})
+    with pytest.raises(DlprobeError, match="validation_fraction"):
+        EXPERIMENT.make_config("smoke", {"validation_fraction": 1.0})
 
 
 # -- the smoke run: its rows, figures and sentences -------------------------------------

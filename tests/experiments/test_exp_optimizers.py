@@ -94,6 +94,8 @@ def test_config_refuses_a_schedule_on_the_compared_runs_and_a_missing_optimizer(
         EXPERIMENT.make_config("smoke", {"train.schedule": "cosine"})
     with pytest.raises(DlprobeError, match="train.optimizer must be compared"):
         EXPERIMENT.make_config("smoke", {"optimizers": ("sgd", "momentum")})
+    with pytest.raises(DlprobeError, match="lr_factors must differ"):
+        EXPERIMENT.make_config("smoke", {"lr_factors": (1.0, 1.0)})
 
 
 # -- the smoke run: its rows, figures and sentences -------------------------------------

@@ -94,6 +94,7 @@ class Config:
 
     def check(self) -> None:
         n = n_train_of(self.dataset, self.train_subset)
+        require(len(set(self.lr_factors)) == len(self.lr_factors), "lr_factors must differ")
         require(n * (1 - self.validation_fraction) >= 2, "too few examples left to train on")
         check_classifier_fits(self.dataset, self.hidden, self.activation, 2 * self.seeds)
 

@@ -89,6 +89,7 @@ class Config:
 
     def check(self) -> None:
         require(len(self.optimizers) >= 2, "give at least two optimizers to compare")
+        require(len(set(self.lr_factors)) == len(self.lr_factors), "lr_factors must differ")
         require(self.train.optimizer in self.optimizers, "train.optimizer must be compared too")
         require(
             self.train.schedule == "constant" and self.train.warmup_epochs == 0,
