@@ -163,7 +163,7 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert _results(interrupted) == _results(reference)
     config = json.loads((interrupted / "config.json").read_text())
-    assert config["config"]["epochs"] == 1500
+    assert config["config"]["train"]["epochs"] == 1500
 
 
 def test_ctrl_c_exits_130_and_prints_the_resume_command(tmp_path):
