@@ -1,14 +1,18 @@
-"""The written-out backward pass gives autograd's losses and gradients bit for bit."""
+"""The default road (written-out backward pass, fused Adam's kernel called directly) gives
+the reference road's (autograd, torch.optim) losses, gradients and parameters bit for bit."""
+
+import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from dlprobe import DlprobeError
 from dlprobe.data import function_dataset, load_dataset
 from dlprobe.models import CNN, MLP
 from dlprobe.train import Population, TrainConfig, train_population
-from dlprobe.train import trainer as trainer_module
 from dlprobe.train.backprop import SequentialBackprop
+from dlprobe.train.optim import FusedAdamStep
 from dlprobe.train.trainer import per_model_losses
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "elu", "selu", "cos"]
@@ -87,17 +91,22 @@ def test_other_models_losses_and_inputs_take_autograds_road():
 
 
 @pytest.mark.parametrize(
-    "cfg,data",
+    "cfg,data,batch_norm",
     [
         (TrainConfig(optimizer="adam", lr=3e-3, epochs=3, batch_size=50, record_steps=True),
-         "mnist1d"),
+         "mnist1d", False),
+        (TrainConfig(optimizer="adamw", lr=3e-3, epochs=2, batch_size=64, weight_decay=0.1,
+                     schedule="cosine"), "mnist1d", False),
         (TrainConfig(optimizer="momentum", lr=0.05, epochs=3, batch_size=64, schedule="cosine"),
-         "mnist1d"),
-        (TrainConfig(optimizer="sgd", lr=0.1, epochs=40, batch_size=0), "sinc"),
+         "mnist1d", False),
+        (TrainConfig(optimizer="sgd", lr=0.1, epochs=40, batch_size=0), "sinc", False),
+        (TrainConfig(optimizer="adam", lr=3e-3, epochs=2, batch_size=64), "mnist1d", True),
     ],
-    ids=["adam", "momentum", "full-batch-mse"],
+    ids=["adam", "adamw", "momentum", "full-batch-mse", "batch-norm-adam"],
 )  # fmt: skip
-def test_training_on_either_road_gives_the_same_numbers_bitwise(cfg, data, monkeypatch):
+def test_training_on_either_road_gives_the_same_numbers_bitwise(cfg, data, batch_norm):
+    """The default road (written-out backward where it covers the model, fused Adam's
+    kernel called directly) against the reference road (autograd, torch.optim's step)."""
     data = (
         load_dataset("mnist1d").subset_train(256, seed=0)
         if data == "mnist1d"
@@ -105,9 +114,9 @@ def test_training_on_either_road_gives_the_same_numbers_bitwise(cfg, data, monke
     )
     widths = [40, 16, 16, 10] if data.task == "classification" else [1, 12, 12, 1]
 
-    def train():
-        pop = Population(lambda: MLP(widths, "tanh"), [3, 7, 11])
-        return pop, train_population(pop, data, cfg)
+    def train(reference):
+        pop = Population(lambda: MLP(widths, "tanh", batch_norm=batch_norm), [3, 7, 11])
+        return pop, train_population(pop, data, cfg, reference=reference)
 
     calls = []
     real = SequentialBackprop.for_training
@@ -116,14 +125,49 @@ def test_training_on_either_road_gives_the_same_numbers_bitwise(cfg, data, monke
         calls.append(real(*args))
         return calls[-1]
 
-    monkeypatch.setattr(SequentialBackprop, "for_training", counted)
-    written_out, hist = train()
-    assert calls and calls[0] is not None  # the written-out road was taken
-    monkeypatch.setattr(SequentialBackprop, "for_training", lambda *args: None)
-    autograd, expected = train()
-    assert torch.equal(written_out.flat_params(), autograd.flat_params())
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(SequentialBackprop, "for_training", counted)
+        fast, hist = train(reference=False)
+    assert (calls[0] is None) == batch_norm  # the written-out road where it covers the model
+    reference, expected = train(reference=True)
+    assert len(calls) == 1  # the reference road does not ask for it
+    assert torch.equal(fast.flat_params(), reference.flat_params())
     assert hist.train_loss == expected.train_loss and hist.step_loss == expected.step_loss
     assert hist.step_grad_norm == expected.step_grad_norm
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_step_is_torchs_step_bitwise_and_keeps_its_state(name):
+    gen = torch.Generator().manual_seed(0)
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    ours = [torch.randn(4, 5, 3, generator=gen), torch.randn(4, 5, generator=gen)]
+    theirs = [p.clone() for p in ours]
+    lean = FusedAdamStep(cls(ours, lr=1e-2, weight_decay=0.05, fused=True))
+    torch_opt = cls(theirs, lr=1e-2, weight_decay=0.05, fused=True)
+    for step in range(6):
+        grads = [torch.randn(p.shape, generator=gen) for p in ours]
+        for p, q, g in zip(ours, theirs, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        lr = 1e-2 / (1 + step)  # a schedule sets the groups' lr between steps
+        lean.param_groups[0]["lr"] = torch_opt.param_groups[0]["lr"] = lr
+        lean.step()
+        torch_opt.step()
+        if step == 2:  # a checkpoint round trip in the middle
+            lean.load_state_dict(copy.deepcopy(lean.state_dict()))
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs, strict=True))
+    saved, expected = lean.state_dict(), torch_opt.state_dict()
+    for i in range(2):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(saved["state"][i][key], expected["state"][i][key])
+
+
+def test_fused_adam_step_refuses_other_optimizers():
+    p = [torch.zeros(3, requires_grad=True)]
+    for optimizer in (torch.optim.Adam(p), torch.optim.SGD(p, lr=0.1)):
+        with pytest.raises(DlprobeError, match="wraps a torch.optim.Adam or AdamW with fused"):
+            FusedAdamStep(optimizer)
+    with pytest.raises(DlprobeError, match="without amsgrad"):
+        FusedAdamStep(torch.optim.Adam(p, amsgrad=True, fused=True))
 
 
 def test_frozen_models_on_the_written_out_road_stay_frozen_and_others_match():
@@ -137,10 +181,7 @@ def test_frozen_models_on_the_written_out_road_stay_frozen_and_others_match():
         with torch.no_grad():  # model 1 starts 10x larger: SGD at lr 0.5 overflows it
             for p in pop.parameters():
                 p[1].mul_(10)
-        with pytest.MonkeyPatch.context() as m:
-            if road == "autograd":
-                m.setattr(trainer_module.SequentialBackprop, "for_training", lambda *a: None)
-            return pop, train_population(pop, data, cfg)
+        return pop, train_population(pop, data, cfg, reference=road == "autograd")
 
     (pop_a, hist_a), (pop_b, hist_b) = train("written-out"), train("autograd")
     assert hist_a.diverged == [1] and hist_a.diverged_at_epoch == hist_b.diverged_at_epoch

@@ -24,7 +24,7 @@ from dlprobe.train.history import (
     History,
 )
 from dlprobe.train.noise import gradient_noise
-from dlprobe.train.optim import PerModelOptimizer
+from dlprobe.train.optim import FusedAdamStep, PerModelOptimizer
 from dlprobe.train.per_model import ModelData, PerModel
 from dlprobe.train.population import Population
 
@@ -237,6 +237,7 @@ def train_population(
     progress: Progress | None = None,
     test_data: TorchDataset | None = None,
     per_model: PerModel | None = None,
+    reference: bool = False,
 ) -> History:
     """Train every model of ``pop`` on ``data`` and return its history.
 
@@ -264,6 +265,11 @@ def train_population(
             models are evaluated on the training split only (the test metrics stay empty).
         per_model: settings that differ between models (learning rate, weight decay,
             momentum, label noise, training subset); see :class:`PerModel`.
+        reference: take the reference road: autograd's backward pass and torch.optim's own
+            ``step``. The default road writes the backward pass of plain Sequential MLPs
+            out (``SequentialBackprop``) and calls fused Adam's kernel directly
+            (``FusedAdamStep``); tests check that both roads give the same numbers bit for
+            bit, and ``dlprobe bench`` times both.
 
     Returns:
         The :class:`History`.
@@ -288,10 +294,10 @@ def train_population(
     device, n, K = pop.device, md.n, pop.size
     batch, steps = cfg.batch_size_for(n), cfg.steps_per_epoch(n)
     params = pop.parameters()
-    optimizer = _optimizer(pop, cfg, per_model)
+    optimizer = _optimizer(pop, cfg, per_model, lean=not reference)
     # the written-out backward pass where it covers this training, else autograd's
     backprop = None
-    if cfg.objective == "loss" and cfg.l1_penalty == 0:
+    if not reference and cfg.objective == "loss" and cfg.l1_penalty == 0:
         backprop = SequentialBackprop.for_training(pop, loss_fn, md.x, md.y)
     gens = [torch.Generator().manual_seed(s) for s in pop.seeds]
     freezer = _Freezer(pop)
@@ -396,11 +402,15 @@ def train_population(
     return hist
 
 
-def _optimizer(pop: Population, cfg: TrainConfig, per_model: PerModel | None):
-    """torch.optim's optimizer of ``cfg`` over the stacked parameters, or, where
-    hyperparameters differ between models, a PerModelOptimizer."""
+def _optimizer(pop: Population, cfg: TrainConfig, per_model: PerModel | None, lean: bool):
+    """torch.optim's optimizer of ``cfg`` over the stacked parameters (with ``lean``, fused
+    Adam stepped by ``FusedAdamStep``), or, where hyperparameters differ between models, a
+    PerModelOptimizer."""
     if per_model is None or not per_model.sets_optimizer:
-        return make_optimizer(pop.parameters(), cfg)
+        optimizer = make_optimizer(pop.parameters(), cfg)
+        if lean and isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]:
+            return FusedAdamStep(optimizer)
+        return optimizer
     if pop.batched:
         params, models = pop.parameters(), [None] * len(pop.parameters())
     else:
