@@ -1,14 +1,21 @@
-"""``dlprobe bench``: population training against one-by-one training, and Hessian speed.
+"""``dlprobe bench``: population training against one-by-one training and the torch.func
+recipe, the step time of a tiny population, and Hessian speed.
 
-Trains K identical small MLPs on mnist1d for the same number of optimizer steps, first
-one after another in a plain PyTorch loop (``train_plain``), then as one population
-(best of five alternating timings each, after a warm-up; both end by evaluating every model on the
-training and test sets), and prints model-steps per second, the speedup, and the achieved FLOP/s against a
-matmul peak measured on the same machine in the same run.
+Trains K identical small MLPs on mnist1d for the same number of optimizer steps in four
+ways: one after another in a plain PyTorch loop (``train_plain``); with the torch.func
+model-ensembling recipe an informed user would write (``stack_module_state``, a vmapped
+``functional_call``, autograd on the summed losses, fused Adam over the stacked
+parameters); and as one dlprobe population on its reference road and on its default road
+(``train_population(reference=...)``). Every way draws each model's own minibatch order
+and ends by evaluating every model on the training and test sets; each figure is the best
+of five alternating timings after a warm-up. It prints model-steps per second, the ratios,
+and the population's FLOP/s against a matmul peak measured in the same run; then the step
+time of 3 tiny MLPs trained full batch (simulate-function's setting) on both roads.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -17,15 +24,24 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from torch.func import functional_call, stack_module_state, vmap
 
 from dlprobe import DlprobeError
-from dlprobe.data import load_dataset
+from dlprobe.data import function_dataset, load_dataset
 from dlprobe.models import MLP, count_params
 from dlprobe.runs import environment, resolve_device, write_json
-from dlprobe.train import Population, TrainConfig, train_plain, train_population
+from dlprobe.train import (
+    Population,
+    TrainConfig,
+    make_optimizer,
+    train_plain,
+    train_population,
+)
 
 WIDTHS = [40, 32, 32, 10]  # the benchmarked model: MLP 40-32-32-10 (about 2.7k parameters)
 BATCH = 32
+TINY_WIDTHS = [1, 10, 18, 15, 4, 1]  # simulate-function's 571-parameter relu MLP
+TINY_MODELS, TINY_POINTS = 3, 256  # full batch: one step per epoch
 
 
 def _sync(device: torch.device) -> None:
@@ -65,10 +81,65 @@ def evaluate_plain(model: torch.nn.Module, data) -> list[float]:
     return out
 
 
+def torch_func_recipe(data, cfg: TrainConfig, seeds: list[int], device) -> list[list[float]]:
+    """K models trained with the torch.func ensembling recipe; their final metrics.
+
+    What an informed user writes: the K models stacked by ``stack_module_state``, one
+    vmapped ``functional_call`` forward on per-model minibatches (each model's own order,
+    drawn as dlprobe draws it), autograd on the sum of the K losses, fused Adam over the
+    stacked parameters (the same optimizer dlprobe uses); then cross-entropy and accuracy
+    of every model on the training and test sets. (``vmap(grad(...))`` instead of
+    autograd on the sum measured slower here.)
+    """
+    models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        models.append(MLP(WIDTHS).to(device))
+    params, buffers = stack_module_state(models)  # (K, ...) leaves
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def forward(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    optimizer = make_optimizer(list(params.values()), cfg)  # fused Adam, as dlprobe's
+    n = data.n_train
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, n)
+    for s in range(cfg.steps_per_epoch(n)):
+        idx = order[:, s * BATCH : (s + 1) * BATCH]  # (K, B)
+        out = vmap(forward)(params, buffers, data.x_train[idx])  # (K, B, 10)
+        losses = F.cross_entropy(out.flatten(0, 1), data.y_train[idx].flatten(), reduction="none")
+        optimizer.zero_grad()
+        losses.view(len(seeds), -1).mean(1).sum().backward()
+        optimizer.step()
+    metrics = []
+    with torch.no_grad():
+        for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+            out = vmap(forward, in_dims=(0, 0, None))(params, buffers, x)  # (K, n, 10)
+            loss = F.cross_entropy(out.flatten(0, 1), y.repeat(len(seeds)), reduction="none")
+            metrics += [loss.view(len(seeds), -1).mean(1), (out.argmax(-1) == y).float().mean(1)]
+    return torch.stack(metrics, 1).tolist()  # (K, 4)
+
+
+def _best_alternating(ways: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """Best of ``repeats`` wall times (s) of each way (a callable), run in turn so that all
+    see the same moments of a shared machine."""
+    times = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, way in ways.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            way()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(ts) for name, ts in times.items()}
+
+
 def bench_training(
     sizes: list[int], steps: int, device: torch.device, repeats: int = 5
 ) -> list[dict]:
-    """Best of ``repeats`` timings of K plain trainings and of one population of K."""
+    """Best of ``repeats`` timings of K plain trainings, the torch.func recipe, and one
+    population of K on its reference and default roads."""
     data = load_dataset("mnist1d", device=device).subset_train(steps * BATCH, seed=0)
     cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=BATCH)
     params = count_params(MLP(WIDTHS))
@@ -80,37 +151,67 @@ def bench_training(
             train_plain(model, data, cfg, seed)
             evaluate_plain(model, data)  # what the population's history records at the end
 
-    def population(seeds: list[int]) -> None:
+    def population(seeds: list[int], reference: bool) -> None:
         pop = Population(lambda: MLP(WIDTHS), seeds, device=device)
-        train_population(pop, data, cfg)  # includes one evaluation of all models
+        train_population(pop, data, cfg, reference=reference)  # ends evaluating all models
 
-    def seconds(train, seeds: list[int]) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
-        train(seeds)
-        _sync(device)
-        return time.perf_counter() - t0
+    def ways(seeds: list[int]) -> dict:
+        return {
+            "one_by_one": lambda: one_by_one(seeds),
+            "torch_func": lambda: torch_func_recipe(data, cfg, seeds, device),
+            "population_reference": lambda: population(seeds, True),
+            "population": lambda: population(seeds, False),
+        }
 
-    one_by_one([0])  # warm-up: first calls pay for lazy initialisation
-    population([0, 1])
+    _best_alternating(ways([0, 1]), 1, device)  # warm-up: first calls pay for lazy set-up
     rows = []
     for k in sizes:
-        seeds = list(range(k))
-        # alternate the two so that both see the same moments of a shared machine; keep the best
-        pairs = [(seconds(one_by_one, seeds), seconds(population, seeds)) for _ in range(repeats)]
-        plain_s, pop_s = min(p for p, _ in pairs), min(q for _, q in pairs)
-        model_steps = k * steps
+        best = _best_alternating(ways(list(range(k))), repeats, device)
+        rate = {name: k * steps / s for name, s in best.items()}  # model-steps per second
         rows.append(
             {
                 "K": k,
                 "steps": steps,
-                "one_by_one_model_steps_per_s": model_steps / plain_s,
-                "population_model_steps_per_s": model_steps / pop_s,
-                "speedup": plain_s / pop_s,
-                "population_flops": model_steps * flops_per_model_step(params, BATCH) / pop_s,
+                "one_by_one_model_steps_per_s": rate["one_by_one"],
+                "torch_func_model_steps_per_s": rate["torch_func"],
+                "population_reference_model_steps_per_s": rate["population_reference"],
+                "population_model_steps_per_s": rate["population"],
+                "speedup": rate["population"] / rate["one_by_one"],
+                "speedup_vs_torch_func": rate["population"] / rate["torch_func"],
+                "speedup_vs_reference": rate["population"] / rate["population_reference"],
+                "population_flops": rate["population"] * flops_per_model_step(params, BATCH),
             }
         )
     return rows
+
+
+def bench_tiny(steps: int, device: torch.device, repeats: int = 5) -> dict:
+    """Milliseconds per step of 3 tiny MLPs trained full batch on sinc, as
+    simulate-function trains them (Adam, an evaluation every 10 epochs), on the reference
+    road and the default road: the training loop's time (``History.seconds``, after the
+    population is built and first evaluated), best of ``repeats`` alternating runs."""
+    data = function_dataset("sinc", TINY_POINTS).to(device)
+    cfg = TrainConfig(lr=3e-3, epochs=steps, batch_size=0, eval_every_epochs=10)
+
+    def seconds(reference: bool) -> float:
+        pop = Population(lambda: MLP(TINY_WIDTHS, "relu"), range(TINY_MODELS), device=device)
+        return train_population(pop, data, cfg, reference=reference).seconds
+
+    roads = {"reference": True, "default": False}
+    times = {name: [] for name in roads}
+    for _ in range(1 + repeats):  # the first round is a warm-up
+        for name, reference in roads.items():
+            times[name].append(seconds(reference))
+    ms = {name: 1e3 * min(ts[1:]) / steps for name, ts in times.items()}
+    return {
+        "models": TINY_MODELS,
+        "widths": TINY_WIDTHS,
+        "points": TINY_POINTS,
+        "steps": steps,
+        "reference_ms_per_step": ms["reference"],
+        "default_ms_per_step": ms["default"],
+        "speedup": ms["reference"] / ms["default"],
+    }
 
 
 def bench_hessians(device: torch.device, n_models: int = 100) -> dict:
@@ -130,54 +231,90 @@ def bench_hessians(device: torch.device, n_models: int = 100) -> dict:
     return {"models": n_models, "parameters": int(eigs.shape[1]), "seconds": seconds}
 
 
-def run_bench(sizes: list[int], steps: int, out: Path, device: str = "auto") -> dict:
+def run_bench(
+    sizes: list[int], steps: int, out: Path, device: str = "auto", threads: int = 0
+) -> dict:
+    """Run every measurement, print the tables and write them as JSON to ``out``;
+    ``threads`` > 0 sets torch's CPU threads (0: torch's default)."""
     if not sizes or any(k < 1 for k in sizes):
         raise DlprobeError(f"--sizes must be population sizes >= 1, got {sizes}")
     if steps < 1:
         raise DlprobeError(f"--steps must be >= 1, got {steps}")
+    if threads < 0:
+        raise DlprobeError(f"--threads must be >= 1, or 0 for torch's default, got {threads}")
     dev = resolve_device(device)
-    console = Console()
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        return _run(sizes, steps, out, dev)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def _run(sizes: list[int], steps: int, out: Path, dev: torch.device) -> dict:
+    console = Console(width=max(Console().width, 120))  # the 9-column table, uncut
     console.print(
         f"dlprobe bench on {dev}: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, "
         f"{steps} Adam steps per model, torch threads {torch.get_num_threads()}"
     )
     peak = matmul_peak_flops(dev)
     rows = bench_training(sizes, steps, dev)
+    tiny = bench_tiny(steps, dev)
     hess = bench_hessians(dev)
-    table = Table(title="population vs one-by-one (same steps per model)")
-    for col in (
-        "K",
-        "one-by-one model-steps/s",
-        "population model-steps/s",
-        "speedup",
-        "population GFLOP/s",
-        "% of matmul peak",
-    ):
-        table.add_column(col, justify="right")
-    for r in rows:
-        table.add_row(
-            str(r["K"]),
-            f"{r['one_by_one_model_steps_per_s']:.0f}",
-            f"{r['population_model_steps_per_s']:.0f}",
-            f"{r['speedup']:.1f}x",
-            f"{r['population_flops'] / 1e9:.2f}",
-            f"{100 * r['population_flops'] / peak:.1f}%",
-        )
-    console.print(table)
+    console.print(_training_table(rows, peak))
     console.print(f"matmul peak (float32, measured now): {peak / 1e9:.1f} GFLOP/s")
+    console.print(
+        f"{tiny['models']} tiny MLPs {'-'.join(map(str, tiny['widths']))}, full batch of "
+        f"{tiny['points']} points, {tiny['steps']} Adam steps: "
+        f"{tiny['reference_ms_per_step']:.2f} ms a step on the reference road, "
+        f"{tiny['default_ms_per_step']:.2f} ms on the default road ({tiny['speedup']:.2f}x)"
+    )
     console.print(
         f"exact Hessians + eigenvalues, {hess['models']} models x "
         f"{hess['parameters']} parameters: {hess['seconds']:.2f} s"
     )
     result = {
         "training": rows,
+        "tiny_full_batch": tiny,
         "matmul_peak_flops": peak,
         "hessians": hess,
         "model": WIDTHS,
         "batch": BATCH,
         "device": str(dev),
+        "torch_threads": torch.get_num_threads(),
         "environment": environment(),
     }
     write_json(out, result)
     console.print(f"written: {out}")
     return json.loads(Path(out).read_text())
+
+
+def _training_table(rows: list[dict], peak: float) -> Table:
+    table = Table(
+        title="model-steps/s, same steps per model; ratios: population (default road) to each"
+    )
+    for col in (
+        "K",
+        "one by one",
+        "torch.func",
+        "reference road",
+        "population",
+        "x one by one",
+        "x torch.func",
+        "x reference",
+        "GFLOP/s (% of peak)",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["K"]),
+            f"{r['one_by_one_model_steps_per_s']:.0f}",
+            f"{r['torch_func_model_steps_per_s']:.0f}",
+            f"{r['population_reference_model_steps_per_s']:.0f}",
+            f"{r['population_model_steps_per_s']:.0f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['speedup_vs_torch_func']:.2f}x",
+            f"{r['speedup_vs_reference']:.2f}x",
+            f"{r['population_flops'] / 1e9:.2f} ({100 * r['population_flops'] / peak:.1f}%)",
+        )
+    return table

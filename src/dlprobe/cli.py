@@ -250,7 +250,9 @@ def cmd_bench(args) -> int:
 
     check_writable(args.out, "--out", folder=False)
 
-    run_bench(sizes=args.sizes, steps=args.steps, out=args.out, device=args.device)
+    run_bench(
+        sizes=args.sizes, steps=args.steps, out=args.out, device=args.device, threads=args.threads
+    )
     return 0
 
 
@@ -276,11 +278,14 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--debug", action="store_true", help="show a traceback on failure")
     ds = sub.add_parser("datasets", help="datasets: embedded or not, present or not, where")
     ds.add_argument("--data-dir", type=Path)
-    b = sub.add_parser("bench", help="population vs one-by-one training speed, Hessian timing")
+    b = sub.add_parser(
+        "bench", help="population vs one-by-one and torch.func training speed, Hessian timing"
+    )
     b.add_argument(
         "--sizes", type=int, nargs="+", default=[1, 4, 16, 64], help="population sizes K"
     )
     b.add_argument("--steps", type=int, default=100, help="optimizer steps per model")
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     b.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON output")
     b.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"

@@ -132,6 +132,7 @@ CASES = [
     # bench and the other commands
     (["bench", "--sizes", "4", "0"], None, "population sizes >= 1"),
     (["bench", "--steps", "0"], None, "--steps must be >= 1"),
+    (["bench", "--threads", "-1"], None, "--threads must be >= 1, or 0 for torch's default"),
     (["bench", "--out", "afile/b.json"], _write("afile", "x"), "afile is a file, not a folder"),
     (["bench", "--device", "tpu"], None, "invalid choice: 'tpu'"),
     (["bench", "--sizes", "x"], None, "invalid int value: 'x'"),

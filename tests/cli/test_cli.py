@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from dlprobe.cli import main
 
@@ -69,19 +70,32 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
     assert not (tmp_path / "runs").exists(), "nothing may be trained or written"
 
 
-def test_bench_measures_both_ways_and_writes_json(tmp_path, capsys):
+def test_bench_measures_every_way_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert (
-        main(["bench", "--sizes", "1", "3", "--steps", "4", "--device", "cpu", "--out", str(out)])
-        == 0
-    )
-    assert "speedup" in capsys.readouterr().out
+    args = ["bench", "--sizes", "1", "3", "--steps", "4", "--device", "cpu", "--threads", "1"]
+    threads = torch.get_num_threads()
+    assert main([*args, "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # --threads holds for the bench only
+    printed = capsys.readouterr().out
+    assert "torch.func" in printed and "reference" in printed and "tiny MLPs" in printed
     result = json.loads(out.read_text())
     assert [r["K"] for r in result["training"]] == [1, 3]
+    assert result["torch_threads"] == 1
     for r in result["training"]:
-        one, pop = r["one_by_one_model_steps_per_s"], r["population_model_steps_per_s"]
-        assert one > 0 and pop > 0
-        assert r["speedup"] == pytest.approx(pop / one, rel=1e-6)
+        rates = {
+            way: r[f"{way}_model_steps_per_s"]
+            for way in ("one_by_one", "torch_func", "population_reference", "population")
+        }
+        assert all(rate > 0 for rate in rates.values())
+        pop = rates["population"]
+        assert r["speedup"] == pytest.approx(pop / rates["one_by_one"], rel=1e-6)
+        assert r["speedup_vs_torch_func"] == pytest.approx(pop / rates["torch_func"], rel=1e-6)
+        ref = rates["population_reference"]
+        assert r["speedup_vs_reference"] == pytest.approx(pop / ref, rel=1e-6)
+    tiny = result["tiny_full_batch"]
+    assert tiny["models"] == 3 and tiny["reference_ms_per_step"] > 0
+    ratio = tiny["reference_ms_per_step"] / tiny["default_ms_per_step"]
+    assert tiny["speedup"] == pytest.approx(ratio, rel=1e-6)
     assert result["matmul_peak_flops"] > 1e8
     assert result["hessians"] == {**result["hessians"], "models": 100, "parameters": 141}
     assert result["device"] == "cpu"

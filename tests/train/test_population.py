@@ -107,7 +107,18 @@ def test_diverging_model_is_frozen_and_others_continue():
     assert [r["seed"] for r in records] == [0, 1, 2]
     assert [r["diverged"] for r in records] == [False, True, False]
     assert [r["train_loss"] for r in records[::2]] == finals[::2]
-    assert set(records[0]) == {"seed", "train_loss", "test_loss", "diverged"}
+    assert set(records[0]) == {
+        "seed",
+        "train_loss",
+        "test_loss",
+        "diverged",
+        "diverged_at_epoch",
+        "diverged_reason",
+    }
+    assert (records[1]["diverged_at_epoch"], records[1]["diverged_reason"]) == (
+        0,
+        "non-finite loss",
+    )
 
 
 def test_grad_norm_objective_reduces_gradient_norm_and_stops_models():

@@ -87,6 +87,10 @@ class TrainConfig:
             self.l1_penalty == 0 or self.objective == "loss",
             f"l1_penalty is added to objective 'loss'; set it to 0 for {self.objective!r}",
         )
+        require(
+            self.optimizer != "nesterov" or self.momentum > 0,
+            "momentum must be > 0 for nesterov (torch refuses 0)",
+        )
 
     def validate(self, n_train: int) -> None:
         """Raise DlprobeError for impossible values, before any training starts."""

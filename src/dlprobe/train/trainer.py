@@ -14,6 +14,7 @@ from torch.utils.data import Dataset as TorchDataset
 from dlprobe import DlprobeError
 from dlprobe.data.dataset import Dataset
 from dlprobe.data.torch_datasets import from_torch_dataset
+from dlprobe.train.backprop import SequentialBackprop
 from dlprobe.train.checkpoint import Checkpoint
 from dlprobe.train.config import TrainConfig, lr_factor, make_optimizer
 from dlprobe.train.history import (
@@ -23,6 +24,8 @@ from dlprobe.train.history import (
     History,
 )
 from dlprobe.train.noise import gradient_noise
+from dlprobe.train.optim import FusedAdamStep, PerModelOptimizer
+from dlprobe.train.per_model import ModelData, PerModel
 from dlprobe.train.population import Population
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -75,11 +78,46 @@ def _loss_and_correct(
     return loss_sum / x.shape[0], (None if y.is_floating_point() else correct)
 
 
+@torch.no_grad()
+def _own_loss_and_correct(
+    pop: Population, md: ModelData, loss_fn: LossFn, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``_loss_and_correct`` of each model on its own training examples and labels."""
+    pop.train(False)
+    loss_sum = torch.zeros(pop.size, device=md.x.device)
+    correct = torch.zeros(pop.size, device=md.x.device)
+    for i in range(0, md.n, chunk):
+        xb, yb = md.chunk(i, i + chunk)  # yb (K, b, ...)
+        out = pop.forward(xb, shared=md.index is None)  # (K, b, out)
+        loss_sum += vmap(loss_fn)(out, yb) * yb.shape[1]
+        if not yb.is_floating_point():
+            correct += (out.argmax(-1) == yb).float().sum(-1)
+    pop.train(True)
+    return loss_sum / md.n, (None if md.y.is_floating_point() else correct)
+
+
+def _train_loss_and_correct(pop: Population, md: ModelData, loss_fn: LossFn):
+    """Mean loss (K,) and correct examples (K,) (or None) on each model's training set."""
+    if md.shared:
+        return _loss_and_correct(pop, md.x, md.y, loss_fn)
+    return _own_loss_and_correct(pop, md, loss_fn)
+
+
 def full_batch_grad_norms(pop: Population, data: Dataset, loss_fn: LossFn) -> torch.Tensor:
     """(K,) gradient norm of each model's loss on the whole training set."""
+    return _full_batch_grad_norms(pop, ModelData(data, None, pop.seeds), loss_fn)
+
+
+def _full_batch_grad_norms(pop: Population, md: ModelData, loss_fn: LossFn) -> torch.Tensor:
+    """(K,) gradient norm of each model's loss on all its training examples."""
     pop.train(False)
     params = pop.parameters()
-    losses = vmap(loss_fn)(pop.forward(data.x_train, shared=True), _expand(data.y_train, pop.size))
+    if md.shared:
+        out, y = pop.forward(md.x, shared=True), _expand(md.y, pop.size)
+    else:
+        x, y = md.chunk(0, md.n)
+        out = pop.forward(x, shared=md.index is None)
+    losses = vmap(loss_fn)(out, y)
     grads = torch.autograd.grad(losses.sum(), params, allow_unused=True)
     pop.train(True)
     return _per_model_sq_norms(pop, params, grads).sqrt().detach()
@@ -122,6 +160,13 @@ class _Freezer:
         self.active = torch.ones(pop.size, dtype=torch.bool)
         self.frozen: list[list[torch.Tensor] | None] = [None] * pop.size
         self.last_finite: list[list[torch.Tensor] | None] = [None] * pop.size
+        self._changed()
+
+    def _changed(self) -> None:
+        """Cache what every step asks of ``active``, so a step asks the tensor nothing."""
+        self.all_active, self.any_active = bool(self.active.all()), bool(self.active.any())
+        self.active_on_device = self.active.to(self.pop.device)  # (K,) bool
+        self.weights = self.active_on_device.float()  # (K,) 1 for a trained model, 0 frozen
 
     @torch.no_grad()
     def remember_finite(self, finite: torch.Tensor) -> None:
@@ -141,9 +186,10 @@ class _Freezer:
             kept = self.last_finite[k]
         self.active[k] = False
         self.frozen[k], self.last_finite[k] = kept, None
+        self._changed()
 
     def mask_grads(self) -> None:
-        if self.active.all():
+        if self.all_active:
             return
         per_model = self.pop.per_model_grads()
         for k in torch.nonzero(~self.active).flatten().tolist():
@@ -152,7 +198,7 @@ class _Freezer:
 
     @torch.no_grad()
     def restore(self) -> None:
-        if self.active.all():
+        if self.all_active:
             return
         per_model = self.pop.per_model_parameters()
         for k in torch.nonzero(~self.active).flatten().tolist():
@@ -175,6 +221,7 @@ class _Freezer:
 
         self.active = state["active"].clone()
         self.frozen, self.last_finite = to_device(state["frozen"]), to_device(state["last_finite"])
+        self._changed()
 
 
 # Version of the state train_population checkpoints; a checkpoint of another is refused.
@@ -189,6 +236,8 @@ def train_population(
     checkpoint: Checkpoint | None = None,
     progress: Progress | None = None,
     test_data: TorchDataset | None = None,
+    per_model: PerModel | None = None,
+    reference: bool = False,
 ) -> History:
     """Train every model of ``pop`` on ``data`` and return its history.
 
@@ -210,20 +259,30 @@ def train_population(
         loss_fn: per-model loss of (outputs, targets); default cross-entropy for
             classification, mean squared error for regression.
         checkpoint: where to save the state every ``checkpoint.every_epochs`` epochs; a
-            later call with it resumes from the saved state.
+            later call with it resumes from the saved state (with the same ``per_model``).
         progress: called after every evaluation with (epochs done, epochs, mean metrics).
         test_data: with a torch Dataset as ``data``, its test split; without it, the
             models are evaluated on the training split only (the test metrics stay empty).
+        per_model: settings that differ between models (learning rate, weight decay,
+            momentum, label noise, training subset); see :class:`PerModel`.
+        reference: take the reference road: autograd's backward pass and torch.optim's own
+            ``step``. The default road writes the backward pass of plain Sequential MLPs
+            out (``SequentialBackprop``) and calls fused Adam's kernel directly
+            (``FusedAdamStep``); tests check that both roads give the same numbers bit for
+            bit, and ``dlprobe bench`` times both.
 
     Returns:
         The :class:`History`.
 
     Raises:
-        DlprobeError: an invalid ``cfg``, data that cannot be loaded, or a checkpoint that
-            is not one of this version's.
+        DlprobeError: an invalid ``cfg`` or ``per_model``, data that cannot be loaded, or a
+            checkpoint that is not one of this version's.
     """
     data = _as_dataset(data, test_data, pop.device)
-    cfg.validate(data.n_train)
+    if per_model is not None:
+        per_model.check(pop.size, cfg.optimizer, data)
+    md = ModelData(data, per_model, pop.seeds)
+    cfg.validate(md.n)
     if cfg.stop_at_train_accuracy > 0 and data.task != "classification":
         raise DlprobeError(
             f"stop_at_train_accuracy needs integer class labels; {data.name} is a "
@@ -232,10 +291,14 @@ def train_population(
     if cfg.keep_best_test_loss and not data.n_test:
         raise DlprobeError("keep_best_test_loss needs a test split to choose the best epoch by")
     loss_fn = loss_fn or default_loss(data)
-    device, n, K = pop.device, data.n_train, pop.size
+    device, n, K = pop.device, md.n, pop.size
     batch, steps = cfg.batch_size_for(n), cfg.steps_per_epoch(n)
     params = pop.parameters()
-    optimizer = make_optimizer(params, cfg)
+    optimizer = _optimizer(pop, cfg, per_model, lean=not reference)
+    # the written-out backward pass where it covers this training, else autograd's
+    backprop = None
+    if not reference and cfg.objective == "loss" and cfg.l1_penalty == 0:
+        backprop = SequentialBackprop.for_training(pop, loss_fn, md.x, md.y)
     gens = [torch.Generator().manual_seed(s) for s in pop.seeds]
     freezer = _Freezer(pop)
     noise = gradient_noise(pop.seeds, cfg)
@@ -255,40 +318,45 @@ def train_population(
         if noise is not None:
             noise.load(saved["grad_noise"])
     else:
-        _evaluate_initial(hist, pop, data, loss_fn, freezer)
+        _evaluate_initial(hist, pop, md, loss_fn, freezer)
         if cfg.snapshot_every_epochs:
             hist.snapshot_epochs.append(0)
             hist.snapshots.append(pop.flat_params().cpu())
 
     t0 = time.perf_counter() - hist.seconds
     pop.train(True)
-    while done < cfg.epochs and freezer.active.any():
+    while done < cfg.epochs and freezer.any_active:
         epoch = done
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, n)
         for s in range(steps):
-            if not freezer.active.any():  # every model diverged in this epoch
+            if not freezer.any_active:  # every model diverged in this epoch
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg, epoch + s / steps)
-            idx = order[:, s * batch : (s + 1) * batch]  # (K, b)
-            out = pop.forward(data.x_train[idx])  # (K, b, out)
-            losses = per_model_losses(loss_fn, out, data.y_train[idx])  # (K,)
+            _set_lr(optimizer, cfg, lr_factor(cfg, epoch + s / steps))
+            x, y = md.batch(order[:, s * batch : (s + 1) * batch])  # (K, b, ...)
+            if backprop is not None:
+                losses = backprop.losses(x, y)  # (K,)
+            else:
+                losses = per_model_losses(loss_fn, pop.forward(x), y)  # (K,)
             if not torch.isfinite(losses.detach()).all():  # one check per step, then per model
                 for k in torch.nonzero(~torch.isfinite(losses.detach()).cpu() & freezer.active):
                     _diverge(hist, freezer, int(k), epoch, NON_FINITE_LOSS)
                     hist.steps_taken[int(k)] += s  # steps 0..s-1 of this epoch updated it
-            optimizer.zero_grad(set_to_none=False)
-            if cfg.objective == "grad_norm_sq":
-                grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
-                objective = _per_model_sq_norms(pop, params, grads)
+            all_active = freezer.all_active
+            if backprop is not None:  # frozen models add nothing (their weight is 0)
+                backprop.backward(freezer.weights)
             else:
-                objective = losses
-            if cfg.l1_penalty > 0:  # in the objective only: recorded losses are the data's
-                objective = objective + cfg.l1_penalty * _per_model_l1(pop)
-            if not freezer.active.all():  # frozen models add nothing (not even NaN)
-                objective = torch.where(freezer.active.to(device), objective, 0.0)
-            objective.sum().backward()
-            if not freezer.active.all():  # a frozen model's NaN gradient must not reach
+                optimizer.zero_grad(set_to_none=False)
+                if cfg.objective == "grad_norm_sq":
+                    grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
+                    objective = _per_model_sq_norms(pop, params, grads)
+                else:
+                    objective = losses
+                if cfg.l1_penalty > 0:  # in the objective only: recorded losses are the data's
+                    objective = objective + cfg.l1_penalty * _per_model_l1(pop)
+                if not all_active:  # frozen models add nothing (not even NaN)
+                    objective = torch.where(freezer.active_on_device, objective, 0.0)
+                objective.sum().backward()
+            if not all_active:  # a frozen model's NaN gradient must not reach
                 freezer.mask_grads()  # the optimizer state
                 for p in params:
                     torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
@@ -305,8 +373,8 @@ def train_population(
             hist.steps_taken[k] += steps
 
         done = epoch + 1
-        if done % cfg.eval_every_epochs == 0 or done == cfg.epochs or not freezer.active.any():
-            _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, done)
+        if done % cfg.eval_every_epochs == 0 or done == cfg.epochs or not freezer.any_active:
+            _evaluate_into(hist, pop, md, data, loss_fn, cfg, freezer, done)
             if progress:
                 progress(done, cfg.epochs, _latest(hist))
         if cfg.snapshot_every_epochs and done % cfg.snapshot_every_epochs == 0:
@@ -329,9 +397,48 @@ def train_population(
                 }
             )
     if not hist.epochs:  # every model diverged before training: still one row, at epoch 0
-        _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, done)
+        _evaluate_into(hist, pop, md, data, loss_fn, cfg, freezer, done)
     optimizer.zero_grad(set_to_none=True)
     return hist
+
+
+def _optimizer(pop: Population, cfg: TrainConfig, per_model: PerModel | None, lean: bool):
+    """torch.optim's optimizer of ``cfg`` over the stacked parameters (with ``lean``, fused
+    Adam stepped by ``FusedAdamStep``), or, where hyperparameters differ between models, a
+    PerModelOptimizer."""
+    if per_model is None or not per_model.sets_optimizer:
+        optimizer = make_optimizer(pop.parameters(), cfg)
+        if lean and isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"]:
+            return FusedAdamStep(optimizer)
+        return optimizer
+    if pop.batched:
+        params, models = pop.parameters(), [None] * len(pop.parameters())
+    else:
+        per = pop.per_model_parameters()
+        params = [p for ps in per for p in ps]
+        models = [k for k, ps in enumerate(per) for _ in ps]
+
+    def values(name: str) -> list[float]:  # the model's own, else the config's for all
+        own = getattr(per_model, name)
+        return [getattr(cfg, name)] * pop.size if own is None else [float(v) for v in own]
+
+    return PerModelOptimizer(
+        cfg.optimizer,
+        params,
+        models,
+        lr=values("lr"),
+        weight_decay=values("weight_decay"),
+        momentum=values("momentum"),
+    )
+
+
+def _set_lr(optimizer, cfg: TrainConfig, factor: float) -> None:
+    """The learning rate of the schedule at this step: ``factor`` times the peak."""
+    if isinstance(optimizer, PerModelOptimizer):
+        optimizer.lr_factor = factor
+    else:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
 
 
 def _resume(saved: dict, checkpoint: Checkpoint, pop, optimizer, gens, freezer):
@@ -377,9 +484,9 @@ def _finite_params(pop: Population) -> torch.Tensor:
     return torch.isfinite(pop.flat_params()).all(1).cpu()
 
 
-def _evaluate_initial(hist, pop, data, loss_fn, freezer) -> None:
+def _evaluate_initial(hist, pop, md: ModelData, loss_fn, freezer) -> None:
     """Train loss before training; a model with a NaN/inf loss or parameter diverged at 0."""
-    loss, _ = _loss_and_correct(pop, data.x_train, data.y_train, loss_fn)
+    loss, _ = _train_loss_and_correct(pop, md, loss_fn)
     loss, finite = loss.cpu(), _finite_params(pop)
     freezer.remember_finite(finite)
     for k in range(pop.size):
@@ -391,10 +498,10 @@ def _evaluate_initial(hist, pop, data, loss_fn, freezer) -> None:
     freezer.restore()
 
 
-def _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, epoch) -> None:
+def _evaluate_into(hist, pop, md: ModelData, data, loss_fn, cfg, freezer, epoch) -> None:
     """One history row after ``epoch`` epochs, with the divergence check and stop targets."""
-    n = data.n_train
-    train_loss, train_correct = _loss_and_correct(pop, data.x_train, data.y_train, loss_fn)
+    n = md.n
+    train_loss, train_correct = _train_loss_and_correct(pop, md, loss_fn)
     train_loss, finite = train_loss.cpu(), _finite_params(pop)
     initial = torch.tensor(hist.initial_train_loss)
     blown = (initial > 0) & (train_loss > cfg.blowup_loss_factor * initial)
@@ -418,7 +525,7 @@ def _evaluate_into(hist, pop, data, loss_fn, cfg, freezer, epoch) -> None:
             row["test_accuracy"] = (test_correct / data.n_test).cpu()
     norms = None
     if cfg.stop_below_grad_norm > 0 or cfg.objective == "grad_norm_sq":
-        row["grad_norm"] = norms = full_batch_grad_norms(pop, data, loss_fn).cpu()
+        row["grad_norm"] = norms = _full_batch_grad_norms(pop, md, loss_fn).cpu()
     dead = _diverged_mask(hist)  # a diverged model's metrics are NaN from here on
     hist.epochs.append(epoch)
     for name, values in row.items():
