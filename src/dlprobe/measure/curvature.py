@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from torch import nn
 
 from dlprobe import DlprobeError
@@ -111,6 +110,8 @@ def top_hessian_eigenvalues(
                 f"k must be smaller than the number of parameters ({n}); for all eigenvalues "
                 "use hessian_eigenvalues"
             )
+        from scipy.sparse.linalg import ArpackNoConvergence, eigsh  # slow import: on use
+
         op = objective.hessian_operator().to_scipy(np.float64)
         v0 = np.random.default_rng(seed).standard_normal(n)
         try:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
 from torch import nn
 
 from dlprobe import DlprobeError
@@ -161,6 +160,8 @@ def _box_max(objective: Objective, base: float, epsilon: float, steps: int, seed
     changes by ~epsilon^2; tolerances are zero so only ``steps`` (or a stalled line search)
     stops it.
     """
+    from scipy.optimize import minimize  # slow to import: only when used
+
     theta = objective.theta
     bound = epsilon * (theta.abs() + 1)  # (P,) box half-widths
 
