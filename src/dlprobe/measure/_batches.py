@@ -88,6 +88,11 @@ class Batches:
         if self.n == 0:
             raise DlprobeError("the data holds no examples")
 
+    @property
+    def single(self) -> bool:
+        """Whether the data is one in-memory batch."""
+        return isinstance(self._source, (list, tuple)) and len(self._source) == 1
+
     def _count(self) -> int:
         if isinstance(self._source, (list, tuple)):
             return sum(int(x.shape[0]) for x, _ in self._raw())

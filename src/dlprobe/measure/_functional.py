@@ -11,11 +11,9 @@ vector per parameter tensor, which made one gradient of ResNet-18 18x slower.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,9 +28,6 @@ from dlprobe.measure._batches import (
     loss_reduction,
     model_dtype,
 )
-
-if TYPE_CHECKING:
-    from curvlinops import HessianLinearOperator
 
 __all__ = [
     "LossFn",
@@ -268,29 +263,85 @@ class Objective:
                 total += self.data.weight(x.shape[0], self.reduction) * batched(thetas, x, y)
         return total
 
-    def hessian_operator(self) -> HessianLinearOperator:
-        """The Hessian of L at ``theta`` as a curvlinops ``HessianLinearOperator`` (P x P).
+    def hessian_operator(self) -> HessianOperator:
+        """The Hessian of L at ``theta`` as a :class:`HessianOperator` (P x P)."""
+        return HessianOperator(self)
 
-        ``H @ V`` for V of shape (P,) or (P, m) runs one forward-over-reverse HVP per
-        column and batch (vmapped over columns, so memory grows with m). In a dtype other
-        than the model's, the operator works on a cast copy of the model.
-        """
-        from curvlinops import HessianLinearOperator  # heavy import, only when needed
+    def hessian_matrix(self, chunk_size: int) -> torch.Tensor:
+        """The exact Hessian of L at ``theta`` (P, P): per batch, rows by reverse-over-reverse
+        autodiff (``jacrev`` of ``jacrev``), ``chunk_size`` rows vmapped at a time."""
+        h = torch.zeros(self.n_params, self.n_params, dtype=self.dtype, device=self.theta.device)
+        for x, y in self.data:
+            gradient = torch.func.jacrev(self.batch_loss)  # (theta, x, y) -> (P,)
+            rows = torch.func.jacrev(gradient, chunk_size=chunk_size)(self.theta, x, y)
+            h.add_(rows.detach(), alpha=self.data.weight(x.shape[0], self.reduction))
+        return h
 
-        model = self.model
-        if model_dtype(model) != self.dtype:
-            model = copy.deepcopy(model).to(self.dtype)
-            for p in model.parameters():
-                p.grad = None
-        named = dict(model.named_parameters())
-        return HessianLinearOperator(
-            model,
-            _LossModule(self.loss_fn, self.reduction),
-            [named[n] for n in self.names],
-            self.data,
-            check_deterministic=False,
-            num_data=self.data.n,
-        )
+
+class HessianOperator:
+    """The Hessian of an :class:`Objective` at its ``theta``, applied to vectors: ``H @ V``.
+
+    Every product is exact: the gradient of ``<grad L(theta), v>`` (reverse-over-reverse
+    autodiff, as PyHessian does). With one batch, the graph of the gradient is built
+    once and every product is one backward pass through it; with several, it is built
+    per batch and freed, so memory stays that of one batch. ``V`` is (P,) or (P, m); the
+    m columns go through one backward pass vmapped over them, so memory grows with m.
+    """
+
+    def __init__(self, objective: Objective):
+        self.objective = objective
+        p = objective.n_params
+        self.shape = (p, p)
+        self.dtype, self.device = objective.dtype, objective.theta.device
+        self._graph: tuple[float, torch.Tensor, torch.Tensor] | None = None
+
+    def _gradient_graph(self, x: torch.Tensor, y: torch.Tensor):
+        """``(weight, theta, grad)`` with ``grad`` differentiable with respect to ``theta``."""
+        theta = self.objective.theta.detach().requires_grad_()
+        with torch.enable_grad():
+            loss = self.objective.batch_loss(theta, x, y)
+            (g,) = torch.autograd.grad(loss, theta, create_graph=True)
+        return self.objective.data.weight(x.shape[0], self.objective.reduction), theta, g
+
+    def _graphs(self) -> Iterator[tuple[float, torch.Tensor, torch.Tensor]]:
+        data = self.objective.data
+        if not data.single:
+            for x, y in data:
+                yield self._gradient_graph(x, y)
+            return
+        if self._graph is None:
+            self._graph = self._gradient_graph(*next(iter(data)))
+        yield self._graph
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        matrix = v if v.ndim == 2 else v.unsqueeze(1)  # (P, m)
+        out = torch.zeros_like(matrix)
+        for weight, theta, g in self._graphs():
+            if not g.requires_grad:  # the gradient does not depend on theta: H = 0
+                continue
+            # m columns at once: the backward pass vmapped over them (m x the memory)
+            (hv,) = torch.autograd.grad(
+                g,
+                theta,
+                matrix.T if matrix.shape[1] > 1 else matrix[:, 0],
+                retain_graph=True,
+                allow_unused=True,
+                is_grads_batched=matrix.shape[1] > 1,
+            )
+            if hv is not None:
+                out.add_(hv.T if matrix.shape[1] > 1 else hv.unsqueeze(1), alpha=weight)
+        return out if v.ndim == 2 else out[:, 0]
+
+    def to_scipy(self):
+        """The operator as a float64 SciPy ``LinearOperator`` (for ARPACK's ``eigsh``);
+        each product moves one vector to the model's device and back."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def matmat(v):
+            t = torch.as_tensor(v, device=self.device).to(self.dtype)
+            return (self @ t).cpu().numpy().astype("float64")
+
+        return LinearOperator(self.shape, matvec=matmat, matmat=matmat, dtype="float64")
 
 
 class _LossModule(nn.Module):

@@ -1,8 +1,9 @@
 """Hessian curvature of models too large for the exact Hessian, from Hessian-vector products.
 
 Every estimate here touches the Hessian only through exact Hessian-vector products
-(forward-over-reverse autodiff) of curvlinops' ``HessianLinearOperator``, never a P x P
-matrix, so each costs a few gradient evaluations per batch:
+(reverse-over-reverse autodiff, see ``_functional.HessianOperator``), never a P x P
+matrix; with one batch the gradient's graph is built once and each product costs one
+backward pass through it:
 
 - top eigenvalues (and eigenvectors): SciPy's ARPACK Lanczos (``eigsh``) on the operator;
 - trace: Hutchinson's estimator with Rademacher probes, a few probes per vmapped batch;
@@ -112,7 +113,7 @@ def top_hessian_eigenvalues(
             )
         from scipy.sparse.linalg import ArpackNoConvergence, eigsh  # slow import: on use
 
-        op = objective.hessian_operator().to_scipy(np.float64)
+        op = objective.hessian_operator().to_scipy()
         v0 = np.random.default_rng(seed).standard_normal(n)
         try:
             result = eigsh(
@@ -191,7 +192,9 @@ def hessian_trace(
         quad = []
         for start in range(0, n_samples, m_max):
             m = min(m_max, n_samples - start)
-            v = torch.randint(0, 2, (p, m), generator=gen, device=device)
+            # Drawn as rows, one probe after another, so the probes do not depend on
+            # how many are multiplied at once.
+            v = torch.randint(0, 2, (m, p), generator=gen, device=device).T
             v = v.to(dtype) * 2 - 1  # (P, m) Rademacher columns
             quad.append((v * (op @ v)).sum(dim=0))  # (m,) v^T H v
     q = torch.cat(quad).to(torch.float64)  # (n_samples,)

@@ -49,9 +49,9 @@ def hessian(
 ) -> torch.Tensor:
     """Exact Hessian of the mean loss over all trainable parameters (or a block of them).
 
-    Column by column: ``chunk_size`` Hessian-vector products with unit vectors at a time
-    (forward-over-reverse, vmapped), so extra memory is ``chunk_size`` times that of one
-    HVP on top of the (P, P) result.
+    Row by row: ``chunk_size`` rows at a time by reverse-over-reverse autodiff (``jacrev``
+    of ``jacrev``, vmapped), per batch, so extra memory is ``chunk_size`` times that of
+    one Hessian-vector product on top of the (P, P) result.
 
     Args:
         model: any ``nn.Module``; evaluated in eval mode, never modified (its parameters,
@@ -63,9 +63,8 @@ def hessian(
         dtype: precision of the whole computation (default float64).
         params: names of the parameters whose Hessian block is taken, as in
             ``model.named_parameters()`` (default: all trainable parameters).
-        chunk_size: columns computed at once; ``None``: 32 for small models, fewer
-            beyond 32k parameters (see ``default_columns``). The result does not depend
-            on it.
+        chunk_size: rows computed at once; ``None``: 32, fewer beyond 32k parameters
+            (see ``default_columns``). The result does not depend on it.
 
     Returns:
         (P, P) tensor in ``dtype`` on the model's device; rows and columns follow the
@@ -76,18 +75,9 @@ def hessian(
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
         raise DlprobeError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    with eval_mode(model), quiet_forward_ad():
+    with eval_mode(model):
         objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
-        op = objective.hessian_operator()
-        p, device = objective.n_params, objective.theta.device
-        columns = chunk_size or default_columns(p)
-        h = torch.empty(p, p, dtype=dtype, device=device)
-        for start in range(0, p, columns):
-            stop = min(start + columns, p)
-            basis = torch.zeros(p, stop - start, dtype=dtype, device=device)  # (P, c)
-            basis[torch.arange(start, stop, device=device), torch.arange(stop - start)] = 1
-            h[:, start:stop] = op @ basis
-    return h
+        return objective.hessian_matrix(chunk_size or default_columns(objective.n_params))
 
 
 def hessian_eigenvalues(

@@ -83,8 +83,7 @@ def project_trajectories(
         from threadpoolctl import threadpool_limits
     except ImportError as e:
         raise DlprobeError(
-            "project_trajectories needs scikit-learn and threadpoolctl: "
-            "pip install 'dlprobe[lab]'"
+            "project_trajectories needs scikit-learn and threadpoolctl: pip install 'dlprobe[lab]'"
         ) from e
     if isinstance(snapshots, (np.ndarray, torch.Tensor)) or len(snapshots) == 0:
         raise DlprobeError("snapshots must be a non-empty list with one (T, P) array per run")
