@@ -205,6 +205,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.curvature:
+        from dlprobe.benchmarks.curvature import run_curvature_bench
+
+        out = Path("bench-curvature.json") if args.out == Path("bench-results.json") else args.out
+        run_curvature_bench(out=out, device=args.device)
+        return 0
     from dlprobe.bench import run_bench
 
     run_bench(sizes=args.sizes, steps=args.steps, out=args.out, device=args.device)
@@ -238,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON output")
     b.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"
+    )
+    b.add_argument(
+        "--curvature",
+        action="store_true",
+        help="time HVP, top eigenvalue, trace, density on a 100k MLP and ResNet-18 against "
+        "torch.func and PyHessian (JSON to bench-curvature.json unless --out)",
     )
     try:
         if argv and argv[0] == "run":
