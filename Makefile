@@ -35,7 +35,7 @@ bench: $(VENV)/.installed
 # API reference of the probes, generated from their docstrings (pdoc), under docs/api
 docs: $(VENV)/.installed-dev
 	rm -rf docs/api
-	$(BIN)/pdoc dlprobe.measure --docformat google -o docs/api
+	$(BIN)/pdoc dlprobe.measure --docformat google --no-show-source --no-search -o docs/api
 
 clean:
 	rm -rf runs bench-results.json .pytest_cache .ruff_cache

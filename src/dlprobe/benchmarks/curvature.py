@@ -21,7 +21,11 @@ PyHessian is optional (``pip install pyhessian``); without it those columns stay
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import gc
+import importlib
 import json
 import os
 import platform
@@ -38,7 +42,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp
 
 from dlprobe import DlprobeError, measure
-from dlprobe.measure._functional import Objective, eval_mode
+from dlprobe.measure._functional import HessianOperator, Objective, eval_mode
 
 MODELS = ("mlp", "resnet18")
 
@@ -60,6 +64,8 @@ class PeakMemory:
         )
 
     def __enter__(self) -> PeakMemory:
+        gc.collect()
+        _release_freed_memory()  # else freed blocks still count in the starting RSS
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -80,6 +86,13 @@ class PeakMemory:
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         self.mib = max(0, peak - self._start) / 2**20
+
+
+def _release_freed_memory() -> None:
+    """Return the C allocator's free blocks to the system (glibc), so that the resident
+    set at the start of a measurement is what is in use."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: free blocks count
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _status_kib(field: str) -> int:
@@ -230,62 +243,122 @@ def _bench_model(
         )
         plain_seconds = hvp["plain"]["seconds"]
 
-        def ours_top():
-            return float(
-                measure.top_hessian_eigenvalues(model, loss_fn, x, y, dtype=torch.float32)[0]
+        def top(tol):
+            return lambda: float(
+                measure.top_hessian_eigenvalues(model, loss_fn, x, y, tol=tol, dtype=torch.float32)[
+                    0
+                ]
             )
 
-        def ours_trace():
-            return measure.hessian_trace(
-                model, loss_fn, x, y, n_samples=trace_samples, dtype=torch.float32
-            ).estimate
-
-        def ours_density():
-            return measure.hessian_spectral_density(
-                model, loss_fn, x, y, n_probes=1, lanczos_steps=density_steps, dtype=torch.float32
-            )
-
-        probes = {
-            "top eigenvalue": (ours_top, lambda h: h.eigenvalues(top_n=1)[0][0], None),
+        probes = {  # name: (ours, PyHessian's, HVPs of both)
+            "top eigenvalue": (top(None), lambda h: h.eigenvalues(top_n=1)[0][0], None),
+            "top eigenvalue, tol=1e-2": (top(1e-2), None, None),
             f"trace, {trace_samples} HVPs": (
-                ours_trace,
+                lambda: (
+                    measure.hessian_trace(
+                        model, loss_fn, x, y, n_samples=trace_samples, dtype=torch.float32
+                    ).estimate
+                ),
                 lambda h: sum(h.trace(maxIter=trace_samples, tol=0.0)) / trace_samples,
                 trace_samples,
             ),
             f"density, {density_steps} Lanczos steps": (
-                ours_density,
+                lambda: measure.hessian_spectral_density(
+                    model,
+                    loss_fn,
+                    x,
+                    y,
+                    n_probes=1,
+                    lanczos_steps=density_steps,
+                    dtype=torch.float32,
+                ),
                 lambda h: h.density(iter=density_steps, n_v=1),
                 density_steps,
             ),
         }
+        reference_top = None
         for name, (ours, reference, n_hvps) in probes.items():
-            sides = {"ours": ours}
-            if pyhessian is not None:
-
-                def guarded(reference=reference):
-                    try:
-                        return reference(pyhessian(model, loss_fn, x, y))
-                    except RuntimeError as error:  # its density calls torch.eig, gone in 1.9
-                        return error
-
-                sides["pyhessian"] = guarded
+            sides = {"ours": _counting_products(ours)}
+            if pyhessian is not None and reference is not None:
+                sides["pyhessian"] = _counting_pyhessian_products(
+                    lambda reference=reference: reference(pyhessian(model, loss_fn, x, y))
+                )
             result = _alternate(sides, 1, device)
             failed = None
-            if isinstance(result.get("pyhessian", {}).get("result"), RuntimeError):
-                reason = str(result.pop("pyhessian")["result"]).splitlines()[0][:48]
+            if isinstance(result.get("pyhessian", {}).get("result", (None,))[0], RuntimeError):
+                reason = str(result.pop("pyhessian")["result"][0]).splitlines()[0][:48]
                 failed = f"PyHessian: fails ({reason})"
             ref = result.get("pyhessian")
-            agreement = None
-            if ref is not None and name == "top eigenvalue":
-                agreement = abs(result["ours"]["result"] - ref["result"]) / abs(ref["result"])
-            row = _row(name, result["ours"], ref, failed or "PyHessian", agreement=agreement)
+            if name == "top eigenvalue":
+                reference_top = ref  # PyHessian's top eigenvalue, compared twice
+            elif name.startswith("top eigenvalue"):
+                ref = reference_top
+            row = _row(name, result["ours"], ref, failed or "PyHessian")
+            row["hvps"] = result["ours"]["result"][1]
+            row["reference_hvps"] = None if ref is None else ref["result"][1]
             if n_hvps:  # the same number of plain HVPs, for scale
                 row["plain_hvps_seconds"] = n_hvps * plain_seconds
-            if name == "top eigenvalue":
-                row["eigenvalue"] = result["ours"]["result"]
-                row["reference_eigenvalue"] = None if ref is None else float(ref["result"])
+            if name.startswith("top eigenvalue"):
+                row["eigenvalue"] = result["ours"]["result"][0]
+                if ref is not None:
+                    row["reference_eigenvalue"] = float(ref["result"][0])
             rows.append(row)
+        # errors against the tightest estimate, ours at the default tolerance
+        tight = rows[-4]["eigenvalue"]
+        for row in rows[-4:-2]:
+            row["relative_error"] = abs(row["eigenvalue"] - tight) / abs(tight)
+            if row.get("reference_eigenvalue") is not None:
+                row["reference_relative_error"] = abs(row["reference_eigenvalue"] - tight) / abs(
+                    tight
+                )
     return rows
+
+
+def _counting_products(fn: Callable[[], object]) -> Callable[[], tuple[object, int]]:
+    """``fn`` returning ``(result, Hessian-vector products it made)``."""
+
+    def counted():
+        count = 0
+        original = HessianOperator.__matmul__
+
+        def matmul(self, v):
+            nonlocal count
+            count += 1 if v.ndim == 1 else v.shape[1]
+            return original(self, v)
+
+        HessianOperator.__matmul__ = matmul
+        try:
+            return fn(), count
+        finally:
+            HessianOperator.__matmul__ = original
+
+    return counted
+
+
+def _counting_pyhessian_products(fn: Callable[[], object]) -> Callable[[], tuple[object, int]]:
+    """The same for PyHessian (its module-level ``hessian_vector_product``); a
+    ``RuntimeError`` from PyHessian is returned as the result instead of raised."""
+
+    def counted():
+        # the module, not the class of the same name that pyhessian/__init__ exports
+        module = importlib.import_module("pyhessian.hessian")
+        count = 0
+        original = module.hessian_vector_product
+
+        def product(*args, **kwargs):
+            nonlocal count
+            count += 1
+            return original(*args, **kwargs)
+
+        module.hessian_vector_product = product
+        try:
+            return fn(), count
+        except RuntimeError as error:  # its density calls torch.eig, gone since torch 1.9
+            return error, count
+        finally:
+            module.hessian_vector_product = original
+
+    return counted
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -378,23 +451,34 @@ def _print_table(results: dict) -> None:
         table = Table(
             title=f"{model['model']} ({model['params']:,} parameters), {results['device']}"
         )
-        columns = ("measure", "ours s", "ours MiB", "reference", "ref. s", "ref. MiB", "ratio")
-        for col in (*columns, "as many plain HVPs s"):
+        columns = ("measure", "ours s", "HVPs", "MiB", "reference", "ref. s", "HVPs", "MiB")
+        for col in (*columns, "ratio", "plain HVPs s", "rel. error"):
             table.add_column(col, justify="left" if col in ("measure", "reference") else "right")
         for r in model["rows"]:
+            error = r.get("relative_error")
+            errors = (
+                None
+                if error is None
+                else f"{error:.1e} / {_fmt(r.get('reference_relative_error'), '.1e')}"
+            )
             table.add_row(
                 r["measure"],
                 _fmt(r["seconds"], ".3f"),
+                _fmt(r.get("hvps"), "d"),
                 _fmt(r["peak_mib"], ".0f"),
                 r["reference"],
                 _fmt(r["reference_seconds"], ".3f"),
+                _fmt(r.get("reference_hvps"), "d"),
                 _fmt(r["reference_peak_mib"], ".0f"),
                 _fmt(r["ratio"], ".2f"),
                 _fmt(r.get("plain_hvps_seconds"), ".3f"),
+                errors or "-",
             )
         console.print(table)
     console.print(
-        f"ratio = ours / reference time (below 1: ours faster). Peak memory above the "
+        "ratio = ours / reference time (below 1: ours faster); HVPs: Hessian-vector "
+        "products made; plain HVPs s: as many torch.func HVPs; rel. error of the top "
+        "eigenvalue (ours / PyHessian's) against ours at the default tolerance. Peak memory above the "
         f"start of each measurement: {results['memory']}. "
         f"PyHessian {'installed' if results['pyhessian'] else 'not installed'}."
     )

@@ -11,6 +11,7 @@ vector per parameter tensor, which made one gradient of ResNet-18 18x slower.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ __all__ = [
     "Objective",
     "buffers_of",
     "check_data",
+    "CURVATURES",
     "check_dtype",
     "default_columns",
     "eval_mode",
@@ -43,6 +45,12 @@ __all__ = [
     "quiet_forward_ad",
     "unflatten",
 ]
+
+
+# Curvature matrices the HVP-based probes can use: the loss Hessian (own exact HVPs), or
+# its generalized Gauss-Newton part J^T (d^2 loss / d output^2) J (curvlinops'
+# GGNLinearOperator): positive semi-definite for convex losses.
+CURVATURES = ("hessian", "ggn")
 
 
 def param_names(model: nn.Module) -> list[str]:
@@ -267,6 +275,31 @@ class Objective:
         """The Hessian of L at ``theta`` as a :class:`HessianOperator` (P x P)."""
         return HessianOperator(self)
 
+    def curvature_operator(self, curvature: str):
+        """``H @ V`` for the matrix named by ``curvature`` (see ``CURVATURES``)."""
+        if curvature not in CURVATURES:
+            raise DlprobeError(
+                f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}"
+            )
+        if curvature == "hessian":
+            return self.hessian_operator()
+        from curvlinops import GGNLinearOperator  # heavy import, only when used
+
+        model = self.model
+        if model_dtype(model) != self.dtype:  # curvlinops evaluates the model's own tensors
+            model = copy.deepcopy(model).to(self.dtype)
+            for p in model.parameters():
+                p.grad = None
+        named = dict(model.named_parameters())
+        return GGNLinearOperator(
+            model,
+            _LossModule(self.loss_fn, self.reduction),
+            [named[n] for n in self.names],
+            self.data,
+            check_deterministic=False,
+            num_data=self.data.n,
+        )
+
     def hessian_matrix(self, chunk_size: int) -> torch.Tensor:
         """The exact Hessian of L at ``theta`` (P, P): per batch, rows by reverse-over-reverse
         autodiff (``jacrev`` of ``jacrev``), ``chunk_size`` rows vmapped at a time."""
@@ -331,17 +364,6 @@ class HessianOperator:
             if hv is not None:
                 out.add_(hv.T if matrix.shape[1] > 1 else hv.unsqueeze(1), alpha=weight)
         return out if v.ndim == 2 else out[:, 0]
-
-    def to_scipy(self):
-        """The operator as a float64 SciPy ``LinearOperator`` (for ARPACK's ``eigsh``);
-        each product moves one vector to the model's device and back."""
-        from scipy.sparse.linalg import LinearOperator
-
-        def matmat(v):
-            t = torch.as_tensor(v, device=self.device).to(self.dtype)
-            return (self @ t).cpu().numpy().astype("float64")
-
-        return LinearOperator(self.shape, matvec=matmat, matmat=matmat, dtype="float64")
 
 
 class _LossModule(nn.Module):

@@ -5,13 +5,15 @@ Every estimate here touches the Hessian only through exact Hessian-vector produc
 matrix; with one batch the gradient's graph is built once and each product costs one
 backward pass through it:
 
-- top eigenvalues (and eigenvectors): SciPy's ARPACK Lanczos (``eigsh``) on the operator;
+- top eigenvalues (and eigenvectors): thick-restart Lanczos on the model's device
+  (``_lanczos``), which checks convergence after every product;
 - trace: Hutchinson's estimator with Rademacher probes, a few probes per vmapped batch;
 - spectral density: stochastic Lanczos quadrature (algorithm 2 of Papyan 2020: Lanczos
   without reorthogonalization, one run per random start vector) and Gaussian smoothing of
   the quadrature nodes and weights.
 
-All accept the data as one batch ``(x, y)`` or as an iterable of batches (the loss is the
+Each can use the generalized Gauss-Newton matrix instead of the Hessian
+(``curvature="ggn"``, curvlinops' ``GGNLinearOperator``). All accept the data as one batch ``(x, y)`` or as an iterable of batches (the loss is the
 mean over all examples), a subset of the parameters (``params``: the Hessian block of
 those parameters, e.g. one layer's spectrum) and the precision ``dtype``: float64 by
 default, exact enough for small models; float32 halves memory and time on large ones.
@@ -24,7 +26,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +37,7 @@ from dlprobe.measure._functional import (
     eval_mode,
     quiet_forward_ad,
 )
+from dlprobe.measure._lanczos import lanczos_eigenpairs
 
 _WHICH = ("LA", "SA", "LM")
 
@@ -46,7 +48,7 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
 
 
 def default_tol(dtype: torch.dtype) -> float:
-    """ARPACK's relative accuracy by default: machine precision (0) in float64, else the
+    """Lanczos' relative accuracy by default: machine precision (0) in float64, else the
     square root of the dtype's epsilon (3.5e-4 in float32), above its round-off."""
     return 0.0 if dtype == torch.float64 else math.sqrt(torch.finfo(dtype).eps)
 
@@ -62,11 +64,14 @@ def top_hessian_eigenvalues(
     *,
     tol: float | None = None,
     maxiter: int | None = None,
+    ncv: int | None = None,
     dtype: torch.dtype = torch.float64,
     params: Sequence[str] | None = None,
     return_eigenvectors: bool = False,
+    curvature: str = "hessian",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The k extreme eigenvalues of the loss Hessian by Lanczos (ARPACK ``eigsh``).
+    """The k extreme eigenvalues of the loss Hessian by Lanczos (thick restart, on the
+    model's device; see ``_lanczos``).
 
     Args:
         model: any ``nn.Module``; evaluated in eval mode and left as found.
@@ -77,14 +82,21 @@ def top_hessian_eigenvalues(
         k: how many eigenvalues (1 <= k < P).
         which: ``"LA"`` largest algebraic, ``"SA"`` smallest algebraic, ``"LM"`` largest
             magnitude.
-        seed: seed of the start vector (a private NumPy generator).
-        tol: relative accuracy of the eigenvalues (ARPACK's ``tol``); ``None``: machine
-            precision in float64, ``sqrt(eps)`` otherwise (see :func:`default_tol`).
-        maxiter: most Lanczos restarts; ``None``: ARPACK's default (10 P).
-        dtype: precision of the Hessian-vector products.
+        seed: seed of the start vector (a private generator on the CPU, so the start is
+            the same on every device).
+        tol: relative accuracy: an eigenpair is accepted when its residual norm
+            ``|H v - lambda v|`` is at most ``tol |lambda|``; ``None``: machine precision
+            in float64, ``sqrt(eps)`` otherwise (see :func:`default_tol`).
+        maxiter: most Lanczos restarts; ``None``: ``max(100, 10 P / ncv)``.
+        ncv: Lanczos vectors kept, each of P numbers in ``dtype`` (the solver's memory);
+            ``None``: ``max(2k + 1, 20)``.
+        dtype: precision of the Hessian-vector products and the Lanczos vectors.
         params: names of the parameters whose Hessian block is taken (default: all
             trainable parameters), as in ``model.named_parameters()``.
         return_eigenvectors: also return the unit eigenvectors.
+        curvature: ``"hessian"``, or ``"ggn"`` for the generalized Gauss-Newton matrix
+            ``J^T (d^2 loss / d output^2) J`` averaged over examples (curvlinops'
+            ``GGNLinearOperator``; positive semi-definite for convex losses).
 
     Returns:
         (k,) float64 CPU tensor, most extreme first: descending for LA, ascending for SA,
@@ -99,45 +111,33 @@ def top_hessian_eigenvalues(
     if which not in _WHICH:
         raise DlprobeError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
     _check_positive_int("k", k)
-    if maxiter is not None:
-        _check_positive_int("maxiter", maxiter)
-    if tol is not None and not (math.isfinite(tol) and tol >= 0):
+    for name, value in (("maxiter", maxiter), ("ncv", ncv)):
+        if value is not None:
+            _check_positive_int(name, value)
+    if tol is not None and not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise DlprobeError(f"tol must be a number >= 0 or None, got {tol!r}")
-    with eval_mode(model), quiet_forward_ad():
+    with eval_mode(model):
         objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
-        n = objective.n_params
+        n, device = objective.n_params, objective.theta.device
         if k >= n:
             raise DlprobeError(
                 f"k must be smaller than the number of parameters ({n}); for all eigenvalues "
                 "use hessian_eigenvalues"
             )
-        from scipy.sparse.linalg import ArpackNoConvergence, eigsh  # slow import: on use
-
-        op = objective.hessian_operator().to_scipy()
-        v0 = np.random.default_rng(seed).standard_normal(n)
-        try:
-            result = eigsh(
-                op,
-                k=k,
-                which=which,
-                v0=v0,
-                tol=default_tol(dtype) if tol is None else tol,
-                maxiter=maxiter,
-                return_eigenvectors=return_eigenvectors,
-            )
-        except ArpackNoConvergence as e:
-            raise DlprobeError(
-                f"Lanczos found {len(e.eigenvalues)} of {k} eigenvalues within maxiter="
-                f"{maxiter}; raise maxiter or tol"
-            ) from e
-    lam, vecs = result if return_eigenvectors else (result, None)
-    key = {"LA": -lam, "SA": lam, "LM": -np.abs(lam)}[which]
-    order = np.argsort(key, kind="stable")
-    values = torch.as_tensor(lam[order].copy(), dtype=torch.float64)
-    if vecs is None:
-        return values
-    device = objective.theta.device
-    return values, torch.as_tensor(vecs[:, order].copy()).to(device=device, dtype=dtype)
+        op = objective.curvature_operator(curvature)
+        gen = torch.Generator().manual_seed(seed)
+        v0 = torch.randn(n, generator=gen, dtype=torch.float64).to(device, dtype)
+        values, vectors, _ = lanczos_eigenpairs(
+            op.__matmul__,
+            v0,
+            k,
+            which,
+            tol=default_tol(dtype) if tol is None else tol,
+            ncv=ncv,
+            maxiter=maxiter,
+            generator=gen,
+        )
+    return (values, vectors) if return_eigenvectors else values
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ def hessian_trace(
     dtype: torch.dtype = torch.float64,
     params: Sequence[str] | None = None,
     probes_per_batch: int | None = None,
+    curvature: str = "hessian",
 ) -> TraceEstimate:
     """Hutchinson estimate of the Hessian trace: the mean of ``v^T H v`` over Rademacher v.
 
@@ -176,6 +177,7 @@ def hessian_trace(
             with it: about 3 parameter vectors plus the activations per probe); ``None``:
             :func:`default_columns` (1 for a model of a million parameters or more).
             The estimate does not depend on it.
+        curvature: ``"hessian"`` or ``"ggn"``, as for :func:`top_hessian_eigenvalues`.
 
     Returns:
         :class:`TraceEstimate`.
@@ -185,7 +187,7 @@ def hessian_trace(
         _check_positive_int("probes_per_batch", probes_per_batch)
     with eval_mode(model), quiet_forward_ad():
         objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
-        op = objective.hessian_operator()
+        op = objective.curvature_operator(curvature)
         p, device = objective.n_params, objective.theta.device
         m_max = probes_per_batch or default_columns(p)
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -258,6 +260,7 @@ def hessian_spectral_density(
     *,
     dtype: torch.dtype = torch.float64,
     params: Sequence[str] | None = None,
+    curvature: str = "hessian",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Smoothed eigenvalue density of the Hessian by stochastic Lanczos quadrature.
 
@@ -277,7 +280,7 @@ def hessian_spectral_density(
         sigma: width of the Gaussian bumps in eigenvalue units; default 1% of the range
             of the quadrature nodes.
         seed: seed of the private ``torch.Generator`` drawing the start vectors.
-        dtype, params: precision and parameter block, as for
+        dtype, params, curvature: precision, parameter block and matrix, as for
             :func:`top_hessian_eigenvalues`.
 
     Returns:
@@ -291,7 +294,7 @@ def hessian_spectral_density(
         raise DlprobeError("grid must be a non-empty 1-D tensor of eigenvalues, or None")
     with eval_mode(model), quiet_forward_ad():
         objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
-        op = objective.hessian_operator()
+        op = objective.curvature_operator(curvature)
         p, device = objective.n_params, objective.theta.device
         gen = torch.Generator(device=device).manual_seed(seed)
         rules = []
