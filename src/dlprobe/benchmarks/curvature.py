@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import gc
 import importlib
 import json
@@ -103,7 +104,9 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+@functools.cache
 def _can_reset_rss() -> bool:
+    """Whether this Linux lets a process reset its peak RSS (asked once: the test resets it)."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
         _status_kib("VmHWM")
