@@ -13,10 +13,11 @@ backward pass through it:
   the quadrature nodes and weights.
 
 Each can use the generalized Gauss-Newton matrix instead of the Hessian
-(``curvature="ggn"``, curvlinops' ``GGNLinearOperator``). All accept the data as one batch ``(x, y)`` or as an iterable of batches (the loss is the
-mean over all examples), a subset of the parameters (``params``: the Hessian block of
-those parameters, e.g. one layer's spectrum) and the precision ``dtype``: float64 by
-default, exact enough for small models; float32 halves memory and time on large ones.
+(``curvature="ggn"``, curvlinops' ``GGNLinearOperator``). All accept the data as one
+batch ``(x, y)`` or as an iterable of batches (the loss is the mean over all examples), a
+subset of the parameters (``params``: the Hessian block of those parameters, e.g. one
+layer's spectrum) and the precision ``dtype``: float64 by default, exact enough for small
+models; float32 halves memory and time on large ones.
 All are seeded and leave the caller's global RNG state unchanged.
 """
 
@@ -116,7 +117,7 @@ def top_hessian_eigenvalues(
             _check_positive_int(name, value)
     if tol is not None and not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise DlprobeError(f"tol must be a number >= 0 or None, got {tol!r}")
-    with eval_mode(model):
+    with eval_mode(model), quiet_forward_ad():
         objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
         n, device = objective.n_params, objective.theta.device
         if k >= n:
