@@ -2,7 +2,8 @@
 
 ARPACK (SciPy's ``eigsh``) works on NumPy float64 vectors: on a GPU every product then
 travels to the host and back, and ARPACK looks at convergence only once per restart
-cycle (at least ``ncv`` products: 21 on ResNet-18 where power iteration needed 11).
+cycle, after at least ``ncv`` products (20 by default): for the top eigenvalue of
+ResNet-18 on 8 images it made 15-21 products (tol 1e-3 to 3.5e-4), this code 12 at 1e-3.
 This is the same method (Lanczos with full reorthogonalization, restarted by keeping
 the wanted Ritz vectors: Wu & Simon 2000, Stathopoulos et al. 1998) on torch tensors
 on the operator's device, checking every Ritz residual after every product:
@@ -49,7 +50,8 @@ def lanczos_eigenpairs(
         which: ``"LA"`` largest, ``"SA"`` smallest algebraic, ``"LM"`` largest magnitude.
         tol: relative accuracy: a Ritz pair is accepted when its residual norm is at most
             ``tol * |theta|`` (or round-off, ``eps * |T|``); 0 means machine precision.
-        ncv: Lanczos vectors kept (memory); default ``max(2k + 1, 20)``, at most P.
+        ncv: Lanczos vectors kept (memory); default ``max(2k + 1, 20)``, 10 instead of 20
+            from 2^20 (about a million) parameters on, at most P.
         maxiter: most restarts; default ``max(100, 10 P / ncv)``.
         generator: draws a fresh direction when the Krylov space is exhausted.
 
@@ -62,7 +64,9 @@ def lanczos_eigenpairs(
         DlprobeError: not converged within ``maxiter`` restarts.
     """
     p = v0.numel()
-    ncv = min(p, max(2 * k + 1, 20) if ncv is None else ncv)
+    if ncv is None:  # half as many vectors for big models: one product more, half the memory
+        ncv = max(2 * k + 1, 20 if p < 2**20 else 10)
+    ncv = min(p, ncv)
     if not k < ncv <= p:
         raise DlprobeError(f"ncv must satisfy k < ncv <= P ({k} < ncv <= {p}), got {ncv}")
     maxiter = max(100, 10 * p // ncv) if maxiter is None else maxiter

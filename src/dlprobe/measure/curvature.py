@@ -86,11 +86,15 @@ def top_hessian_eigenvalues(
         seed: seed of the start vector (a private generator on the CPU, so the start is
             the same on every device).
         tol: relative accuracy: an eigenpair is accepted when its residual norm
-            ``|H v - lambda v|`` is at most ``tol |lambda|``; ``None``: machine precision
-            in float64, ``sqrt(eps)`` otherwise (see :func:`default_tol`).
+            ``|H v - lambda v|`` is at most ``tol |lambda|``, so lambda is that close to
+            an eigenvalue of H (and usually far closer); ``None``: machine precision in
+            float64, ``sqrt(eps)`` otherwise (see :func:`default_tol`). With a loose tol
+            and eigenvalues closer together than it, the Krylov space may not have found
+            the most extreme one yet: one of its neighbours is returned.
         maxiter: most Lanczos restarts; ``None``: ``max(100, 10 P / ncv)``.
         ncv: Lanczos vectors kept, each of P numbers in ``dtype`` (the solver's memory);
-            ``None``: ``max(2k + 1, 20)``.
+            ``None``: ``max(2k + 1, 20)``, or ``max(2k + 1, 10)`` from about a million
+            parameters on (one or two products more, half the memory).
         dtype: precision of the Hessian-vector products and the Lanczos vectors.
         params: names of the parameters whose Hessian block is taken (default: all
             trainable parameters), as in ``model.named_parameters()``.

@@ -144,8 +144,8 @@ def sharpness(
 
 
 def _hessian_norm(model, loss_fn, x, y, seed: int, dtype: torch.dtype, n_params: int) -> float:
-    """Largest |eigenvalue| of the loss Hessian, by Lanczos (``eigsh``)."""
-    if n_params == 1:  # eigsh needs k < P; the 1x1 Hessian is its own eigenvalue
+    """Largest |eigenvalue| of the loss Hessian, by Lanczos (``top_hessian_eigenvalues``)."""
+    if n_params == 1:  # Lanczos needs k < P; the 1x1 Hessian is its own eigenvalue
         return abs(float(hessian(model, loss_fn, x, y, dtype)[0, 0]))
     eigenvalue = top_hessian_eigenvalues(
         model, loss_fn, x, y, k=1, which="LM", seed=seed, dtype=dtype
