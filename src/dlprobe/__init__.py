@@ -1,14 +1,6 @@
 """dlprobe: a lab for the empirical study of why deep learning works."""
 
-import warnings
-
 __version__ = "0.1.0"
-
-# PyTorch scripts its forward-mode AD decompositions on first use (jvp, Hessian-vector
-# products) and warns that torch.jit.script is deprecated: nothing a user can act on.
-warnings.filterwarnings(
-    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
-)
 
 
 class DlprobeError(ValueError):

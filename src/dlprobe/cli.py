@@ -245,14 +245,20 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from dlprobe.bench import run_bench
     from dlprobe.runs import check_writable
 
-    check_writable(args.out, "--out", folder=False)
+    out = args.out
+    if args.curvature and out == Path("bench-results.json"):
+        out = Path("bench-curvature.json")
+    check_writable(out, "--out", folder=False)
+    if args.curvature:
+        from dlprobe.benchmarks.curvature import run_curvature_bench
 
-    run_bench(
-        sizes=args.sizes, steps=args.steps, out=args.out, device=args.device, threads=args.threads
-    )
+        run_curvature_bench(out=out, device=args.device)
+        return 0
+    from dlprobe.bench import run_bench
+
+    run_bench(sizes=args.sizes, steps=args.steps, out=out, device=args.device, threads=args.threads)
     return 0
 
 
@@ -289,6 +295,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON output")
     b.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"
+    )
+    b.add_argument(
+        "--curvature",
+        action="store_true",
+        help="time HVP, top eigenvalue, trace, density on a 100k MLP and ResNet-18 against "
+        "torch.func and PyHessian (JSON to bench-curvature.json unless --out)",
     )
     b.add_argument("--debug", action="store_true", help="show a traceback on failure")
     return parser

@@ -159,3 +159,22 @@ def test_hessian_rejects_bad_input():
     with pytest.raises(DlprobeError, match="shape"):
         bad = {**params, "1.weight": params["1.weight"][:, :2]}
         population_hessian_eigenvalues(model, bad, loss_fn, x, y)
+
+
+def test_chunks_parameter_blocks_and_eigenvectors():
+    model, loss_fn, x, y = tiny_regression("tanh", widths=WIDTHS)
+    expected = brute_hessian(model, "tanh", x, y)  # (53, 53)
+    for chunk in (1, 5, None):
+        h = hessian(model, loss_fn, x, y, chunk_size=chunk)
+        torch.testing.assert_close(h, expected, rtol=1e-10, atol=1e-12)
+    # layer 2 (6 -> 5): weight entries 12..41 of the flat vector, bias 42..46
+    block = hessian(model, loss_fn, x, y, params=["3.bias", "3.weight"])
+    torch.testing.assert_close(block, expected[12:47, 12:47], rtol=1e-10, atol=1e-12)
+    lam, vectors = hessian_eigenvalues(model, loss_fn, x, y, return_eigenvectors=True)
+    torch.testing.assert_close(expected @ vectors, vectors * lam, rtol=0, atol=1e-10)
+    with pytest.raises(DlprobeError, match=r"params \['fc.weight'\] are not parameters"):
+        hessian(model, loss_fn, x, y, params=["fc.weight"])
+    with pytest.raises(DlprobeError, match="list of parameter names"):
+        hessian(model, loss_fn, x, y, params="3.weight")
+    with pytest.raises(DlprobeError, match="chunk_size"):
+        hessian(model, loss_fn, x, y, chunk_size=0)

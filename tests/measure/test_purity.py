@@ -23,6 +23,10 @@ def _flat(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def _batches(x, y):
+    return [(x[:5], y[:5]), (x[5:], y[5:])]
+
+
 def _other(model):
     torch.manual_seed(1)
     return MLP([3, 6, 5, 3], "relu")
@@ -74,6 +78,34 @@ PROBES = {
     "weight_norms": lambda m, x, y: measure.weight_norms(m),
     "critical_sample_ratio": lambda m, x, y: measure.critical_sample_ratio(m, x, 0.1, steps=3),
     "linear_regions": lambda m, x, y: measure.linear_regions(m, x[0], x[1], x[2], resolution=8),
+    # the same probes with their newer options: batches, parameter blocks, precision
+    "gradient_norm-batches-params": lambda m, x, y: measure.gradient_norm(
+        m, F.cross_entropy, _batches(x, y), params=["1.weight"], dtype=torch.float64
+    ),
+    "hessian-chunks-params": lambda m, x, y: measure.hessian(
+        m, F.cross_entropy, _batches(x, y), params=["3.bias"], chunk_size=2
+    ),
+    "hessian_eigenvalues-vectors": lambda m, x, y: measure.hessian_eigenvalues(
+        m, F.cross_entropy, x, y, return_eigenvectors=True
+    ),
+    "top_hessian_eigenvalues-vectors-float32": lambda m, x, y: measure.top_hessian_eigenvalues(
+        m, F.cross_entropy, _batches(x, y), k=2, return_eigenvectors=True, dtype=torch.float32
+    ),
+    "hessian_trace-batches": lambda m, x, y: measure.hessian_trace(
+        m, F.cross_entropy, _batches(x, y), n_samples=4, probes_per_batch=3, params=["1.bias"]
+    ),
+    "hessian_spectral_density-batches": lambda m, x, y: measure.hessian_spectral_density(
+        m, F.cross_entropy, _batches(x, y), n_probes=1, lanczos_steps=5, dtype=torch.float32
+    ),
+    "sharpness-ball-batches": lambda m, x, y: measure.sharpness(
+        m, F.cross_entropy, _batches(x, y), method="ball", steps=3
+    ),
+    "valley_width-batches": lambda m, x, y: measure.valley_width(
+        m, F.cross_entropy, _batches(x, y), height=0.1, n_directions=2, dtype=torch.float32
+    ),
+    "minimal_ratio_by_sampling-batches": lambda m, x, y: measure.minimal_ratio_by_sampling(
+        m, F.cross_entropy, _batches(x, y), n_samples=8
+    ),
 }
 
 

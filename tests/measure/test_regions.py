@@ -136,3 +136,55 @@ def test_bad_input():
     regions = linear_regions(model, *ANCHORS, resolution=5)
     with pytest.raises(DlprobeError, match="radius must be > 0"):
         mean_region_size_near_anchors(regions, 0.0)
+
+
+class _HiddenNonlinearity(nn.Module):
+    """ReLU modules, plus a non-linearity called in forward that hooks cannot see."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Linear(2, 6), nn.Linear(6, 5), nn.Linear(5, 1)
+        self.relu = nn.ReLU()
+        self.hidden = hidden
+
+    def forward(self, x):
+        return self.c(self.relu(self.b(self.hidden(self.a(x)))))
+
+
+@pytest.mark.parametrize("hidden", [torch.tanh, torch.nn.functional.relu, torch.sin])
+def test_non_linearities_called_in_forward_are_refused(hidden):
+    with pytest.raises(DlprobeError, match="not affine inside a region"):
+        linear_regions(_HiddenNonlinearity(hidden), *ANCHORS, resolution=40)
+    # an affine function in forward is fine
+    linear_regions(_HiddenNonlinearity(lambda h: 2 * h - 1), *ANCHORS, resolution=40)
+
+
+def test_max_pooling_splits_regions_by_its_argmax():
+    torch.manual_seed(1)
+    conv, lin = nn.Conv1d(1, 3, 3), nn.Linear(9, 2)
+    model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), lin)
+    x1, x2, x3 = torch.randn(3, 1, 8)
+    regions = linear_regions(model, x1, x2, x3, resolution=50, extent=1.0)
+    # Patterns by hand: the convolution as a matrix product over sliding windows, the
+    # ReLU signs, then the position of the larger of each pair (windows of 2).
+    u, v = regions.grid_coords
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    p1, p2, p3 = (t.reshape(-1).double() for t in (x1, x2, x3))
+    e1 = (p2 - p1) / (p2 - p1).norm()
+    e2 = (p3 - p1) - ((p3 - p1) @ e1) * e1
+    e2 = e2 / e2.norm()
+    uv = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1))
+    points = p1 + uv @ torch.stack([e1, e2])  # (N, 8)
+    windows = points.unfold(1, 3, 1)  # (N, 6, 3)
+    w = conv.weight.detach().double()[:, 0]  # (3 channels, 3)
+    pre = windows @ w.T + conv.bias.detach().double()  # (N, 6, 3 channels)
+    act = pre.clamp(min=0).transpose(1, 2)  # (N, 3, 6)
+    argmax = act.reshape(len(points), 3, 3, 2).argmax(-1)  # (N, 3, 3) which of each pair
+    patterns = np.concatenate(
+        [(pre > 0).reshape(len(points), -1).numpy(), argmax.reshape(len(points), -1).numpy()],
+        axis=1,
+    )
+    assert_ids_match_patterns(regions.region_ids, patterns, regions.n_regions)
+    relu_only = np.unique((pre > 0).reshape(len(points), -1).numpy(), axis=0)
+    assert regions.n_regions > len(relu_only)  # the pooling adds boundaries

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from dlprobe import DlprobeError
@@ -181,6 +180,8 @@ def align_hidden_units(
         and one index tensor per hidden layer such that
         ``permute_hidden_units(model, permutations)`` equals ``aligned``.
     """
+    from scipy.optimize import linear_sum_assignment  # slow to import: only when used
+
     _check_same_architecture(reference, model)
     ref_layers = _hidden_layers(reference)
     aligned = _fresh_copy(model)

@@ -9,7 +9,7 @@ by a ``base_model`` whose own parameter values are never read, so it may live on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -18,29 +18,42 @@ from torch.func import functional_call, grad, vmap
 from dlprobe import DlprobeError
 from dlprobe.measure._functional import (
     LossFn,
+    Objective,
     check_data,
     eval_mode,
-    flat_loss_fn,
-    flat_params,
     param_names,
     unflatten,
 )
 
 
-def gradient_norm(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> float:
+def gradient_norm(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor | Iterable,
+    y: torch.Tensor | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    params: Sequence[str] | None = None,
+) -> float:
     """2-norm of the gradient of the mean loss over all trainable parameters.
 
     Args:
         model: any ``nn.Module``; evaluated in eval mode and left as found.
-        loss_fn: ``loss_fn(output, target) -> scalar mean``.
-        x, y: the data (one batch, or the whole training set).
+        loss_fn: ``loss_fn(output, target) -> scalar`` (a mean over the batch, or an
+            ``nn.Module`` loss with ``reduction="mean"`` or ``"sum"``).
+        x, y: inputs and targets (two tensors on the model's device), or ``x`` an
+            iterable of ``(x, y)`` batches such as a ``DataLoader`` and ``y`` omitted;
+            the loss is the mean over all examples.
+        dtype: precision of the computation; ``None``: the model's own.
+        params: names of the parameters to differentiate by, as in
+            ``model.named_parameters()`` (default: all trainable parameters).
 
     Returns:
         ``||grad L(theta)||_2`` as a Python float.
     """
-    check_data(model, x, y)
     with eval_mode(model):
-        g = grad(flat_loss_fn(model, loss_fn, x, y))(flat_params(model))  # (P,)
+        objective = Objective(model, loss_fn, x, y, params=params, dtype=dtype)
+        _, g = objective.value_and_grad(objective.theta)  # (P,)
     return float(torch.linalg.vector_norm(g))
 
 

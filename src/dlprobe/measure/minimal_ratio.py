@@ -19,17 +19,17 @@ far above round-off and far below the curvature of any direction that matters.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import vmap
 
 from dlprobe import DlprobeError
-from dlprobe.measure._functional import LossFn, check_data, eval_mode, flat_loss_fn, flat_params
+from dlprobe.measure._functional import LossFn, Objective, default_columns, eval_mode
 
-# Perturbed parameter vectors evaluated per vmapped batch (bounds memory).
+# Perturbed parameter vectors drawn at once (memory: this many parameter vectors).
 _SAMPLES_PER_BATCH = 128
 
 
@@ -109,8 +109,8 @@ def minimal_ratio(
 def minimal_ratio_by_sampling(
     model: nn.Module,
     loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    x: torch.Tensor | Iterable,
+    y: torch.Tensor | None = None,
     n_samples: int = 1000,
     radius: float = 1e-3,
     seed: int = 0,
@@ -126,7 +126,8 @@ def minimal_ratio_by_sampling(
 
     Args:
         model: any ``nn.Module``; evaluated in eval mode and left as found.
-        loss_fn, x, y: loss and data, as for ``hessian``.
+        loss_fn, x, y: loss and data (one batch, or ``x`` an iterable of batches), as
+            for ``hessian``.
         n_samples: number of random directions.
         radius: distance of every sample from the parameters (> 0).
         seed: seed of the private ``torch.Generator`` (the global RNG is not used).
@@ -134,25 +135,24 @@ def minimal_ratio_by_sampling(
     Returns:
         :class:`SampledMinimalRatio`.
     """
-    check_data(model, x, y)
     if not isinstance(n_samples, int) or n_samples < 1:
         raise DlprobeError(f"n_samples must be a positive int, got {n_samples!r}")
     if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
         raise DlprobeError(f"radius must be a positive finite number, got {radius!r}")
     with eval_mode(model):
-        f = flat_loss_fn(model, loss_fn, x, y, torch.float64)
-        theta = flat_params(model, torch.float64)  # (P,)
+        objective = Objective(model, loss_fn, x, y, dtype=torch.float64)
+        theta = objective.theta  # (P,)
         gen = torch.Generator(device=theta.device).manual_seed(seed)
-        base = f(theta).detach()
+        base = objective.loss(theta)
         if not torch.isfinite(base):
             raise DlprobeError(f"the loss at the model's parameters is {float(base)}, not finite")
-        batched_f = vmap(f)
+        per_batch = min(_SAMPLES_PER_BATCH, 8 * default_columns(theta.numel()))
         higher = ties = 0
-        for start in range(0, n_samples, _SAMPLES_PER_BATCH):
-            m = min(_SAMPLES_PER_BATCH, n_samples - start)
+        for start in range(0, n_samples, per_batch):
+            m = min(per_batch, n_samples - start)
             u = torch.randn(m, theta.numel(), generator=gen, device=theta.device, dtype=theta.dtype)
             u = u / torch.linalg.vector_norm(u, dim=1, keepdim=True)  # (m, P) unit vectors
-            losses = batched_f(theta + radius * u).detach()  # (m,)
+            losses = objective.losses(theta + radius * u)  # (m,)
             higher += int((losses > base).sum())
             ties += int((losses == base).sum())
     return SampledMinimalRatio(

@@ -1,10 +1,17 @@
 """Linear regions of a ReLU network on the plane through three inputs (Novak et al. 2018).
 
 A ReLU network is affine on each set of inputs that share one activation pattern (which
-hidden units are on). Given the pattern every pre-activation is affine in the input, so
-each such set is a convex polytope. We sample a grid on the 2-D plane through three
-inputs, record every grid point's pattern over all ReLU/LeakyReLU units, and number the
-distinct patterns: points with the same id lie in the same linear region.
+hidden units are on, and which input each max-pooling window picks). Given the pattern
+every pre-activation is affine in the input, so each such set is a convex polytope. We
+sample a grid on the 2-D plane through three inputs, record every grid point's pattern
+over all ReLU/LeakyReLU units and MaxPool windows, and number the distinct patterns:
+points with the same id lie in the same linear region.
+
+Only modules are seen. A non-linearity called in ``forward`` (``torch.tanh(h)``,
+``F.relu(h)``) leaves no trace in the pattern, so the grid is evaluated in float64 and
+checked: wherever three consecutive grid points share a pattern the output must be
+affine along them (zero second difference, up to round-off); otherwise the model is
+refused.
 
 The plane has origin x1 and the orthonormal basis (e1, e2) obtained by Gram-Schmidt from
 (x2 - x1, x3 - x1); plane coordinates (u, v) stand for ``x1 + u e1 + v e2``. The grid
@@ -18,13 +25,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from dlprobe import DlprobeError
 from dlprobe.measure._functional import check_data, eval_mode
 
-# Units whose on/off state defines the pattern; the sign of their input is recorded.
-PATTERN_UNITS = (nn.ReLU, nn.LeakyReLU)
+# Units whose state defines the pattern: the sign of a ReLU's input, the position of
+# the maximum in each max-pooling window.
+SIGN_UNITS = (nn.ReLU, nn.LeakyReLU)
+MAX_POOLS = {nn.MaxPool1d: F.max_pool1d, nn.MaxPool2d: F.max_pool2d}
+PATTERN_UNITS = (*SIGN_UNITS, *MAX_POOLS)
 # Affine in eval mode: they add no region boundaries.
 AFFINE = (
     nn.Linear,
@@ -38,7 +50,12 @@ AFFINE = (
     nn.BatchNorm2d,
     nn.AvgPool1d,
     nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
 )
+# Largest second difference of the output along three same-pattern grid points, relative
+# to the largest output, that float64 round-off explains; a hidden tanh gives ~1e-6.
+AFFINE_RTOL = 1e-9
 GRID_CHUNK = 16384  # grid points per forward pass
 
 
@@ -65,10 +82,10 @@ def _check_piecewise_linear(model: nn.Module) -> list[nn.Module]:
             units.append(m)
         elif not list(m.children()) and not isinstance(m, AFFINE):
             raise DlprobeError(
-                f"linear regions need a network of affine layers and ReLU/LeakyReLU "
-                f"activations; module {name!r} is {type(m).__name__}"
+                f"linear regions need a network of affine layers, ReLU/LeakyReLU "
+                f"activations and max pooling; module {name!r} is {type(m).__name__}"
             )
-    if not units:
+    if not any(isinstance(m, SIGN_UNITS) for m in units):
         raise DlprobeError("the model has no ReLU/LeakyReLU unit, so it has one linear region")
     return units
 
@@ -92,7 +109,7 @@ def _plane(x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor):
         raise DlprobeError("x1, x2, x3 are collinear; they do not span a plane")
     e2 = b_perp / b_perp.norm()
     basis = torch.stack([e1, e2])  # (2, D)
-    anchors = torch.stack([torch.zeros(2, dtype=torch.float64), basis @ a, basis @ b])
+    anchors = torch.stack([torch.zeros_like(basis[:, 0]), basis @ a, basis @ b])  # (3, 2)
     return basis, anchors.cpu().numpy()
 
 
@@ -107,8 +124,9 @@ def linear_regions(
     """Number the linear regions of a ReLU network on the plane through x1, x2, x3.
 
     Args:
-        model: a network of affine layers (Linear, Conv, BatchNorm in eval mode, ...)
-            and ReLU/LeakyReLU activations; evaluated in eval mode, left untouched.
+        model: a network of affine layers (Linear, Conv, BatchNorm in eval mode, ...),
+            ReLU/LeakyReLU activations and MaxPool1d/2d, as modules; evaluated in float64
+            and eval mode, left untouched.
         x1, x2, x3: three single inputs (no batch axis), same shape, not collinear,
             on the model's device.
         resolution: grid points per axis.
@@ -116,6 +134,11 @@ def linear_regions(
 
     Returns:
         ``LinearRegions``.
+
+    Raises:
+        DlprobeError: a module that is not piecewise linear, or a model that is not
+            affine on a region of its recorded pattern (a non-linearity called in
+            ``forward`` rather than a module).
     """
     units = _check_piecewise_linear(model)
     if resolution < 2:
@@ -131,32 +154,94 @@ def linear_regions(
     vv, uu = np.meshgrid(v, u, indexing="ij")
     uv = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1), device=x1.device)  # (N, 2)
     origin = x1.reshape(-1).to(torch.float64)
+    # float64 copies of the parameters and buffers: patterns and outputs without
+    # float32 round-off, so that the affinity check below can be strict.
+    state = {
+        n: t.detach().to(torch.float64) if t.is_floating_point() else t.detach()
+        for n, t in (*model.named_parameters(), *model.named_buffers())
+    }
 
-    signs: list[torch.Tensor] = []
+    parts: list[torch.Tensor] = []
 
-    def record(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
-        pre = inputs[0]  # pre-activation (n, ...); an in-place ReLU leaves the same signs
-        signs.append(pre.reshape(len(pre), -1) > 0)  # (n, units of this layer)
+    def record(module: nn.Module, inputs: tuple, _output) -> None:
+        pre = inputs[0]  # (n, ...); an in-place ReLU leaves the same signs
+        if isinstance(module, SIGN_UNITS):
+            parts.append(pre.reshape(len(pre), -1) > 0)  # (n, units of this layer)
+            return
+        pool = MAX_POOLS[type(module)]
+        _, where = pool(
+            pre,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            ceil_mode=module.ceil_mode,
+            return_indices=True,
+        )
+        parts.append(where.reshape(len(pre), -1))  # (n, windows): index of each maximum
 
     hooks = [m.register_forward_hook(record) for m in units]
-    patterns = []
+    patterns, outputs = [], []
     try:
         with eval_mode(model), torch.no_grad():
             for chunk in uv.split(GRID_CHUNK):
                 points = origin + chunk @ basis  # (n, D)
-                model(points.to(x1.dtype).reshape(len(chunk), *x1.shape))
-                patterns.append(torch.cat(signs, dim=1).cpu().numpy())  # (n, units)
-                signs.clear()
+                out = functional_call(model, state, (points.reshape(len(chunk), *x1.shape),))
+                outputs.append(out.reshape(len(chunk), -1))  # (n, outputs)
+                patterns.append(_pattern_bytes(parts))  # (n, bytes)
+                parts.clear()
     finally:
         for h in hooks:
             h.remove()
-    packed = np.packbits(np.concatenate(patterns), axis=1)  # (N, bytes)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(
+        np.concatenate(patterns), axis=0, return_index=True, return_inverse=True
+    )
     # np.unique numbers patterns in sorted order; renumber by first occurrence.
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
     ids = rank[inverse.reshape(-1)].reshape(resolution, resolution)
+    out = torch.cat(outputs).reshape(resolution, resolution, -1)  # (res, res, outputs)
+    _check_affine_on_regions(ids, out)
     return LinearRegions((u, v), ids, len(first), anchors)
+
+
+def _pattern_bytes(parts: list[torch.Tensor]) -> np.ndarray:
+    """One row of bytes per point: the ReLU signs packed 8 to a byte, then the max-pool
+    indices as 4-byte integers."""
+    signs = [p for p in parts if p.dtype == torch.bool]
+    where = [p for p in parts if p.dtype != torch.bool]
+    rows = [np.packbits(torch.cat(signs, dim=1).cpu().numpy(), axis=1)]
+    if where:
+        indices = torch.cat(where, dim=1).to(torch.int32).cpu().numpy()
+        rows.append(indices.view(np.uint8))
+    return np.concatenate(rows, axis=1)
+
+
+def _check_affine_on_regions(ids: np.ndarray, out: torch.Tensor) -> None:
+    """Refuse a model whose output curves inside one region (see the module docstring).
+
+    ``ids`` (res, res) region ids and ``out`` (res, res, k) float64 outputs on the grid.
+    A region is convex, so three consecutive grid points with one id span a segment in
+    it, along which an affine output has a zero second difference.
+    """
+    same = torch.as_tensor(ids, device=out.device)
+    worst = 0.0
+    for axis in (0, 1):
+        a, b, c = (same.narrow(axis, i, same.shape[axis] - 2) for i in range(3))
+        fa, fb, fc = (out.narrow(axis, i, out.shape[axis] - 2) for i in range(3))
+        inside = (a == b) & (b == c)  # (res - 2, res) or (res, res - 2)
+        second = (fa - 2 * fb + fc).abs().amax(dim=-1)
+        if inside.any():
+            worst = max(worst, float(second[inside].max()))
+    scale = float(out.abs().max())
+    if worst > AFFINE_RTOL * max(scale, 1e-300):
+        raise DlprobeError(
+            "the model is not affine inside a region of its ReLU/MaxPool pattern (second "
+            f"difference {worst:.3g} on outputs up to {scale:.3g}): it applies a "
+            "non-linearity that is not a module, e.g. torch.tanh or F.relu called in "
+            "forward. Use nn.ReLU / nn.LeakyReLU / nn.MaxPool modules for every "
+            "non-linearity."
+        )
 
 
 def region_sizes(regions: LinearRegions) -> np.ndarray:

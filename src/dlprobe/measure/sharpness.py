@@ -1,8 +1,10 @@
 """Sharpness of a minimum: how fast the loss rises around the model's parameters.
 
 Three estimates of the worst loss increase in a small neighbourhood (``sharpness``) and
-the width of the valley at a given height (``valley_width``), all computed in float64 on
-the model viewed as a function of one flat parameter vector theta (P,).
+the width of the valley at a given height (``valley_width``), computed in float64 (or
+``dtype=``) on the model viewed as a function of one flat parameter vector theta (P,).
+The data is one batch ``(x, y)`` or an iterable of batches; the loss is the mean over all
+examples.
 
 - ``"keskar"`` (Keskar et al. 2017): ``max_z (L(theta + z) - L(theta)) / (1 + L(theta))``
   over the box ``|z_i| <= epsilon (|theta_i| + 1)``, maximized with L-BFGS-B. Returned as a
@@ -16,27 +18,25 @@ the model viewed as a function of one flat parameter vector theta (P,).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
-from scipy.sparse.linalg import eigsh
 from torch import nn
-from torch.func import grad_and_value, vmap
 
 from dlprobe import DlprobeError
 from dlprobe.measure._functional import (
     LossFn,
-    check_data,
+    Objective,
+    check_dtype,
+    default_columns,
     eval_mode,
-    flat_loss_fn,
-    flat_params,
-    hessian_operator,
 )
+from dlprobe.measure.curvature import top_hessian_eigenvalues
+from dlprobe.measure.hessian import hessian
 
 METHODS = ("keskar", "ball", "hessian")
-DTYPE = torch.float64
 BISECTION_STEPS = 53  # halvings of a valley-edge bracket: down to float64 resolution
 
 
@@ -75,7 +75,7 @@ class ValleyWidth:
         reached: (m, 2) whether each side reached the height within ``max_distance``.
         mean: mean of ``widths`` (``inf`` if any direction did not reach the height).
         height: loss increase that defines the valley's edge.
-        directions: (m, P) the unit directions, float64.
+        directions: (m, P) the unit directions, in the computation's dtype.
     """
 
     widths: torch.Tensor
@@ -89,24 +89,30 @@ class ValleyWidth:
 def sharpness(
     model: nn.Module,
     loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    x: torch.Tensor | Iterable,
+    y: torch.Tensor | None = None,
     epsilon: float = 1e-4,
     method: str = "keskar",
     steps: int = 100,
     seed: int = 0,
+    *,
+    dtype: torch.dtype = torch.float64,
 ) -> SharpnessResult:
-    """Sharpness of the loss at the model's parameters (eval mode, float64).
+    """Sharpness of the loss at the model's parameters (eval mode, float64 by default).
 
     Args:
-        model, loss_fn, x, y: the model and the data the loss ``loss_fn(model(x), y)`` is
-            measured on (e.g. 500 training examples).
+        model, loss_fn: the model and the loss ``loss_fn(model(x), y)``, a mean over the
+            batch (or an ``nn.Module`` loss with ``reduction="mean"`` or ``"sum"``).
+        x, y: the data the loss is measured on (e.g. 500 training examples): two tensors
+            on the model's device, or ``x`` an iterable of ``(x, y)`` batches (a
+            ``DataLoader``) and ``y`` omitted; the loss is the mean over all examples.
         epsilon: neighbourhood size: box scale for ``"keskar"``, ball radius for
             ``"ball"`` and ``"hessian"``.
         method: ``"keskar"``, ``"ball"`` or ``"hessian"`` (see the module docstring).
         steps: most L-BFGS-B iterations (``"keskar"``) or gradient-ascent steps
             (``"ball"``); unused by ``"hessian"``.
         seed: seeds the random starting point (``"keskar"``, ``"ball"``) or Lanczos vector.
+        dtype: precision of the computation.
 
     Returns:
         ``SharpnessResult``.
@@ -117,50 +123,52 @@ def sharpness(
         raise DlprobeError(f"epsilon must be a positive finite number, got {epsilon!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise DlprobeError(f"steps must be a positive int, got {steps!r}")
-    check_data(model, x, y)
+    check_dtype(dtype)
     with eval_mode(model):
-        theta = flat_params(model, DTYPE)  # (P,)
-        f = flat_loss_fn(model, loss_fn, x, y, DTYPE)
-        base = f(theta).item()
+        objective = Objective(model, loss_fn, x, y, dtype=dtype)
+        theta = objective.theta  # (P,)
+        base = objective.loss(theta).item()
         if method == "hessian":
-            h_norm = _hessian_norm(model, loss_fn, x, y, seed)
+            h_norm = _hessian_norm(model, loss_fn, x, y, seed, dtype, objective.n_params)
             increase = 0.5 * h_norm * epsilon**2
             return SharpnessResult(
                 increase / (1 + base), method, epsilon, base, base + increase, h_norm, 0
             )
         if method == "keskar":
-            max_loss, n_steps = _box_max(f, theta, base, epsilon, steps, seed)
+            max_loss, n_steps = _box_max(objective, base, epsilon, steps, seed)
             value = (max_loss - base) / (1 + base)
         else:
-            max_loss, n_steps = _ball_max(f, theta, epsilon, steps, seed)
+            max_loss, n_steps = _ball_max(objective, epsilon, steps, seed)
             value = max_loss - base
     return SharpnessResult(value, method, epsilon, base, max_loss, None, n_steps)
 
 
-def _hessian_norm(model, loss_fn, x, y, seed: int) -> float:
-    """Largest |eigenvalue| of the float64 loss Hessian, by Lanczos (``eigsh``)."""
-    op = hessian_operator(model, loss_fn, x, y, DTYPE)
-    n = op.shape[0]
-    if n == 1:  # eigsh needs k < n; the 1x1 Hessian is its own eigenvalue
-        return abs(float(op.matvec(np.ones(1))[0]))
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    eigenvalue = eigsh(op, k=1, which="LM", v0=v0, return_eigenvectors=False)[0]
-    return abs(float(eigenvalue))
+def _hessian_norm(model, loss_fn, x, y, seed: int, dtype: torch.dtype, n_params: int) -> float:
+    """Largest |eigenvalue| of the loss Hessian, by Lanczos (``top_hessian_eigenvalues``)."""
+    if n_params == 1:  # Lanczos needs k < P; the 1x1 Hessian is its own eigenvalue
+        return abs(float(hessian(model, loss_fn, x, y, dtype)[0, 0]))
+    eigenvalue = top_hessian_eigenvalues(
+        model, loss_fn, x, y, k=1, which="LM", seed=seed, dtype=dtype
+    )
+    return abs(float(eigenvalue[0]))
 
 
-def _box_max(f, theta, base: float, epsilon: float, steps: int, seed: int):
+def _box_max(objective: Objective, base: float, epsilon: float, steps: int, seed: int):
     """Keskar's box maximum by L-BFGS-B over ``u`` in [-1, 1]^P with ``z = bound * u``.
 
     Working in ``u`` and on ``L - base`` keeps the problem well scaled although the loss
     changes by ~epsilon^2; tolerances are zero so only ``steps`` (or a stalled line search)
     stops it.
     """
+    from scipy.optimize import minimize  # slow to import: only when used
+
+    theta = objective.theta
     bound = epsilon * (theta.abs() + 1)  # (P,) box half-widths
-    value_grad = grad_and_value(lambda u: f(theta + bound * u))
 
     def negative(u: np.ndarray) -> tuple[float, np.ndarray]:
-        g, loss = value_grad(torch.as_tensor(u, dtype=DTYPE, device=theta.device))
-        return -(loss.item() - base), -g.detach().cpu().numpy()
+        u_t = torch.as_tensor(u, device=theta.device).to(theta.dtype)
+        loss, g = objective.value_and_grad(theta + bound * u_t)
+        return -(loss.item() - base), -(bound * g).cpu().numpy().astype(np.float64)
 
     # The gradient vanishes at a minimum, so start from a small random point in the box.
     rng = np.random.default_rng(seed)
@@ -177,50 +185,53 @@ def _box_max(f, theta, base: float, epsilon: float, steps: int, seed: int):
     return base + max(-float(res.fun), start), int(res.nit)
 
 
-def _ball_max(f, theta, epsilon: float, steps: int, seed: int):
+def _ball_max(objective: Objective, epsilon: float, steps: int, seed: int):
     """Projected gradient ascent on ``L(theta + z)`` over ``||z|| <= epsilon``.
 
     Each step moves ``epsilon`` along the normalized gradient, then projects back onto the
     ball; the best loss seen is returned (every iterate is feasible).
     """
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(theta.numel(), generator=gen, dtype=DTYPE).to(theta.device)  # (P,)
+    theta = objective.theta
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same start on every device
+    z = torch.randn(theta.numel(), generator=gen, dtype=torch.float64)
+    z = z.to(device=theta.device, dtype=theta.dtype)  # (P,)
     z = z * (epsilon / z.norm())
-    value_grad = grad_and_value(lambda z_: f(theta + z_))
     best = -math.inf
     for step in range(steps):
-        g, loss = value_grad(z)
+        loss, g = objective.value_and_grad(theta + z)
         best = max(best, loss.item())
         g_norm = g.norm()
         if g_norm == 0:
             return best, step
         z = z + epsilon * g / g_norm
         z = z * torch.clamp(epsilon / z.norm(), max=1.0)
-    return max(best, f(theta + z).item()), steps
+    return max(best, objective.loss(theta + z).item()), steps
 
 
 def valley_width(
     model: nn.Module,
     loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    height: float,
+    x: torch.Tensor | Iterable,
+    y: torch.Tensor | None = None,
+    height: float | None = None,
     directions: torch.Tensor | None = None,
     n_directions: int = 10,
     max_distance: float = 10.0,
     seed: int = 0,
     scan_points: int = 64,
+    *,
+    dtype: torch.dtype = torch.float64,
 ) -> ValleyWidth:
     """Width of the loss valley at ``height`` above ``L(theta)`` along unit directions.
 
     Along each direction d the distance t > 0 at which ``L(theta + t d) - L(theta)`` first
     reaches ``height`` is found in both senses (+d, -d): a scan of ``scan_points`` equally
     spaced distances up to ``max_distance`` brackets the first crossing, then bisection
-    refines it. The width is ``t_plus + t_minus`` (float64, eval mode).
+    refines it. The width is ``t_plus + t_minus`` (eval mode, float64 by default).
 
     Args:
-        model, loss_fn, x, y: the model and the data of the loss.
-        height: loss increase (> 0) that defines the valley's edge.
+        model, loss_fn, x, y: the model, the loss and its data, as for :func:`sharpness`.
+        height: loss increase (> 0) that defines the valley's edge (required).
         directions: (m, P) directions (normalized here); ``None``: ``n_directions`` seeded
             Gaussian directions.
         n_directions: how many random directions when ``directions`` is ``None``.
@@ -228,40 +239,44 @@ def valley_width(
         seed: seeds the random directions.
         scan_points: distances in the bracketing scan; a rise narrower than
             ``max_distance / scan_points`` that falls back below ``height`` can be missed.
+        dtype: precision of the computation.
 
     Returns:
         ``ValleyWidth``.
     """
+    if height is None:
+        raise DlprobeError("height is required: the loss increase that defines the valley edge")
     if not height > 0 or not math.isfinite(height):
         raise DlprobeError(f"height must be a positive finite number, got {height!r}")
     if not max_distance > 0 or not math.isfinite(max_distance):
         raise DlprobeError(f"max_distance must be a positive finite number, got {max_distance!r}")
     if isinstance(scan_points, bool) or not isinstance(scan_points, int) or scan_points < 1:
         raise DlprobeError(f"scan_points must be a positive int, got {scan_points!r}")
-    check_data(model, x, y)
+    check_dtype(dtype)
     with eval_mode(model):
-        theta = flat_params(model, DTYPE)  # (P,)
+        objective = Objective(model, loss_fn, x, y, dtype=dtype)
+        theta = objective.theta  # (P,)
         d = _unit_directions(directions, n_directions, theta, seed)  # (m, P)
-        f = flat_loss_fn(model, loss_fn, x, y, DTYPE)
-        base = f(theta)
+        base = objective.loss(theta)
         signed = torch.cat([d, -d])  # (2m, P): +d then -d
+        chunk = default_columns(objective.n_params)
 
         def rise(t: torch.Tensor) -> torch.Tensor:
             """Loss increase at distances t (2m,) along each signed direction."""
             points = theta + t.unsqueeze(1) * signed  # (2m, P)
-            return vmap(f, chunk_size=256)(points) - base  # (2m,)
+            return objective.losses(points, chunk) - base  # (2m,)
 
         # Scan outwards one distance at a time (memory (2m, P)) until every signed
         # direction has crossed the height; first[i] = index of its first crossing.
         step = max_distance / scan_points
         first = torch.full((signed.shape[0],), -1, device=theta.device)  # (2m,)
         for k in range(scan_points):
-            up = rise(torch.full_like(first, (k + 1) * step, dtype=DTYPE)) >= height
+            up = rise(torch.full_like(first, (k + 1) * step, dtype=dtype)) >= height
             first = torch.where((first < 0) & up, k, first)
             if (first >= 0).all():
                 break
         reached = first >= 0  # (2m,)
-        lo = first.clamp(min=0).to(DTYPE) * step  # (2m,) below the height (0 at theta itself)
+        lo = first.clamp(min=0).to(dtype) * step  # (2m,) below the height (0 at theta itself)
         hi = lo + step  # (2m,) at or above it where reached
         for _ in range(BISECTION_STEPS):
             mid = (lo + hi) / 2
@@ -288,15 +303,15 @@ def _unit_directions(directions, n_directions: int, theta: torch.Tensor, seed: i
     if directions is None:
         if isinstance(n_directions, bool) or not isinstance(n_directions, int) or n_directions < 1:
             raise DlprobeError(f"n_directions must be a positive int, got {n_directions!r}")
-        gen = torch.Generator().manual_seed(seed)
-        directions = torch.randn(n_directions, p, generator=gen, dtype=DTYPE)
+        gen = torch.Generator().manual_seed(seed)  # on the CPU: the same on every device
+        directions = torch.randn(n_directions, p, generator=gen, dtype=torch.float64)
     if not isinstance(directions, torch.Tensor) or directions.ndim != 2:
         raise DlprobeError("directions must be a tensor of shape (m, P)")
     if directions.shape[1] != p or directions.shape[0] == 0:
         raise DlprobeError(
             f"directions must have shape (m >= 1, {p}), got {tuple(directions.shape)}"
         )
-    d = directions.detach().to(device=theta.device, dtype=DTYPE)
+    d = directions.detach().to(device=theta.device, dtype=theta.dtype)
     norms = d.norm(dim=1, keepdim=True)  # (m, 1)
     if (norms == 0).any():
         raise DlprobeError("directions must be non-zero")

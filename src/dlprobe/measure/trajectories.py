@@ -18,9 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
-from threadpoolctl import threadpool_limits
 
 from dlprobe import DlprobeError
 
@@ -80,6 +77,14 @@ def project_trajectories(
     """
     if method not in METHODS:
         raise DlprobeError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    try:  # the lab's dependencies, not the probes': imported on first use
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+    except ImportError as e:
+        raise DlprobeError(
+            "project_trajectories needs scikit-learn and threadpoolctl: pip install 'dlprobe[lab]'"
+        ) from e
     if isinstance(snapshots, (np.ndarray, torch.Tensor)) or len(snapshots) == 0:
         raise DlprobeError("snapshots must be a non-empty list with one (T, P) array per run")
     runs = [_as_matrix(s, i) for i, s in enumerate(snapshots)]

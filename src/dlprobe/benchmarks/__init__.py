@@ -1,0 +1,1 @@
+"""Benchmarks of the lab's probes against plain PyTorch and reference libraries."""
