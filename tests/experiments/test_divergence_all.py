@@ -13,6 +13,7 @@ from exp_util import run_smoke
 import dlprobe.train.trainer as trainer
 from dlprobe.config import field_paths
 from dlprobe.experiments.kit import registry
+from dlprobe.train.backprop import SequentialBackprop
 
 
 def _explode_everything(experiment_id: str) -> list[str]:
@@ -55,17 +56,19 @@ def test_some_models_diverging_still_gives_a_complete_report(
     experiment_id, smoke, tmp_path, monkeypatch
 ):
     """Model 0 of every population gets a NaN loss from the third training step on (a
-    population of one then diverges whole)."""
-    real, calls = trainer.per_model_losses, {"n": 0}
+    population of one then diverges whole), on both roads of the trainer (autograd's and
+    the written-out backward pass of plain MLPs)."""
+    calls = {"n": 0}
 
-    def poisoned(loss_fn, out, y):
-        losses = real(loss_fn, out, y)  # (K,)
+    def poison(losses):  # (K,)
         calls["n"] += 1
         if calls["n"] > 2:
             first = torch.arange(losses.shape[0], device=losses.device) == 0
             losses = torch.where(first, torch.full_like(losses, float("nan")), losses)
         return losses
 
-    monkeypatch.setattr(trainer, "per_model_losses", poisoned)
+    real, real_written = trainer.per_model_losses, SequentialBackprop.losses
+    monkeypatch.setattr(trainer, "per_model_losses", lambda *a: poison(real(*a)))
+    monkeypatch.setattr(SequentialBackprop, "losses", lambda *a: poison(real_written(*a)))
     run = run_smoke(experiment_id, tmp_path)
     _check(run, smoke(experiment_id))
