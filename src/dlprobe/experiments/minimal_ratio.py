@@ -75,8 +75,7 @@ class Config:
     n_points: Annotated[int, Bound(ge=2)] = 64  # training points, evenly spaced on the domain
     seeds: PosInt = 60  # training runs, trained as one population
     seed: Seed = 0  # base seed: run i uses seed + i (its weights and its phase-1 length)
-    # phase 1, minimizing the loss (full batch): train.epochs is the longest phase 1; the
-    # parameters are kept every snapshot_every_epochs, the grid the lengths are drawn on
+    # phase 1 (loss, full batch; epochs = the longest), snapshots = the grid of the lengths
     train: TrainConfig = TrainConfig(
         lr=1e-2, epochs=3000, batch_size=0, eval_every_epochs=3000, snapshot_every_epochs=10
     )
