@@ -89,8 +89,8 @@ class Config:
     box: PosFloat = 8.0  # the weight grid spans [-box, box]^2; the far start is 0.9 box out
     grid_points: Annotated[int, Bound(ge=10)] = 101  # grid points per weight axis
     surface_steps: PosInt = 300  # gradient-descent steps on each 2-weight surface
-    surface_lrs: tuple[PosFloat, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # their lr grid
-    train: TrainConfig = TrainConfig(optimizer="sgd", lr=0.1, epochs=10, batch_size=128)
+    surface_lrs: tuple[PosFloat, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # their lrs
+    train: TrainConfig = TrainConfig(optimizer="sgd", lr=0.3, epochs=10, batch_size=128)
 
     def check(self) -> None:
         n = n_train_of(self.dataset, self.train_subset)
@@ -205,17 +205,15 @@ def _surface_figure(exact: dict):
 
 def _line_figure(exact: dict):
     fig, axes = new_figure(3, 1, width=4.2)
-    t = np.linspace(0, 1, len(next(iter(exact["losses"].values()))["line_value"]))
-    for i, (name, s) in enumerate(exact["losses"].items()):
-        c = COLORS[i]
-        axes[0].plot(t, s["line_value"], color=c, label=name)
-        axes[1].plot(t, s["line_grad_norm"], color=c, label=name)
-        axes[2].plot(s["path_accuracy"], color=c, label=f"{name}, lr {s['paths'][0]['lr']:g}")
+    losses = exact["losses"]
+    t = np.linspace(0, 1, len(losses["MSE"]["line_value"]))  # 0 = far start, 1 = CE minimum
+    for i, (name, s) in enumerate(losses.items()):
+        for ax, ys in zip(axes[:2], (s["line_value"], s["line_grad_norm"]), strict=True):
+            ax.plot(t, ys, color=COLORS[i], label=name)
+        axes[2].plot(s["path_accuracy"], color=COLORS[i], label=f"{name}, lr {s['paths'][0]['lr']:g}")  # fmt: skip
     axes[0].set(xlabel="0 = far start, 1 = cross-entropy minimum", ylabel="loss")
     axes[1].set(xlabel="0 = far start, 1 = cross-entropy minimum", ylabel="gradient norm")
-    log_scale_if_positive(
-        axes[1], [v for s in exact["losses"].values() for v in s["line_grad_norm"]]
-    )
+    log_scale_if_positive(axes[1], [v for s in losses.values() for v in s["line_grad_norm"]])
     axes[2].set(xlabel="gradient-descent step", ylabel="training accuracy", ylim=(-0.02, 1.02))
     axes[0].set_title("along the line start -> minimum (exact)", fontsize=9)
     axes[2].set_title("GD from the far start (one exact path each)", fontsize=9)
@@ -249,7 +247,7 @@ def _exact_lines(exact: dict, steps: int) -> tuple[list[str], dict]:
     target = exact["ce_minimum_accuracy"] - 0.02  # NaN points count as wrong
     hit = {k: next((i for i, a in enumerate(v["path_accuracy"]) if a >= target), None)
            for k, v in s.items()}  # fmt: skip
-    reach = {k: "never" if i is None else f"after {i} steps" for k, i in hit.items()}
+    reach = {k: "never" if i is None else f"after {i} step(s)" for k, i in hit.items()}
     start = ", ".join(f"{w:.2f}" for w in exact["start"])
     lines = [
         f"2-weight classifier, far start w = ({start}) opposite the cross-entropy minimum: "
@@ -264,18 +262,12 @@ def _exact_lines(exact: dict, steps: int) -> tuple[list[str], dict]:
     return lines, {"grad": g, "steps": {k: math.inf if i is None else i for k, i in hit.items()}}
 
 
-def _reached(results: dict) -> dict:
-    keys = ("train_accuracy", "val_accuracy", "test_accuracy", "initial_grad_norm")
-    return {
-        loss: {"lr": results["selected"][loss], **{k: mean_std(r[k] for r in rs) for k in keys}}
-        for loss, rs in at_selected(results["grid"], results["selected"], "loss").items()
-    }
-
-
 def notes(results: dict) -> Notes:
     b, d = results["budget"], results["data"]
     lines, ex = _exact_lines(results["exact"], b["surface_steps"])
-    reached = _reached(results)
+    keys = ("train_accuracy", "val_accuracy", "test_accuracy", "initial_grad_norm")
+    reached = {loss: {"lr": results["selected"][loss], **{k: mean_std(r[k] for r in rs) for k in keys}}
+               for loss, rs in at_selected(results["grid"], results["selected"], "loss").items()}  # fmt: skip
     lines.append(
         f"Network: the MLP {d['name']}-{'-'.join(map(str, b['hidden']))} from the same n="
         f"{b['seeds']} inits under each loss, {b['optimizer']}, {b['epochs']} epochs at batch "
@@ -283,12 +275,16 @@ def notes(results: dict) -> Notes:
         f"{', '.join(f'{lr:g}' for lr in b['lrs'])} with the best mean accuracy on "
         f"{d['n_val']} held-out training examples; test on the untouched {d['n_test']}."
     )
-    for loss, r in reached.items():
-        lines.append(
-            f"{loss} at lr {r['lr']:g}: train accuracy {r['train_accuracy'][0]:.3f} ± "
-            f"{r['train_accuracy'][1]:.3f}, test {r['test_accuracy'][0]:.3f}; gradient norm at "
-            f"the initial weights {sci(r['initial_grad_norm'][0])}."
-        )
+    each = [f"{k} at lr {r['lr']:g}: train accuracy {r['train_accuracy'][0]:.3f} ± "
+            f"{r['train_accuracy'][1]:.3f}, test {r['test_accuracy'][0]:.3f}, gradient norm at "
+            f"the initial weights {sci(r['initial_grad_norm'][0])}" for k, r in reached.items()]  # fmt: skip
+    lines += ["; ".join(each) + "."] if each else []
+    grids = {f"network {k}": (lr, b["lrs"]) for k, lr in results["selected"].items()} | {
+        f"2-weight {k}": (v["paths"][0]["lr"], sorted({t["lr"] for t in v["lr_grid"]}))
+        for k, v in results["exact"]["losses"].items()}  # fmt: skip
+    if edge := [k for k, (lr, g) in grids.items() if len(g) > 1 and lr in (g[0], g[-1])]:
+        lines.append(f"Best lr at the edge of its grid (a wider one might do better): "
+                     f"{', '.join(edge)}.")  # fmt: skip
     if none := [k for k, lr in results["selected"].items() if lr is None]:
         lines.append(f"Every lr had a diverged seed, left out: {', '.join(none)}.")
     lines += diverged_lines(results["grid"], "were frozen; an lr with one is not eligible",
@@ -343,7 +339,7 @@ EXPERIMENT = Experiment(
         "curves": "network at each loss's selected lr: training loss (each its own) and "
         "validation accuracy per epoch, mean and min-max band over the same seeds",
     },
-    quick_minutes=0.6,  # 2.9 min measured at load 10-11 on 2 cores; idle estimate
+    quick_minutes=0.6,  # measured: 0.6 min at load 6 on 2 cores (2.9 min at load 11)
     full_differs="digits, a 64 MLP, 3 seeds, 10 epochs at batch 128 and 3 lrs instead of "
     "MNIST, 256-256, 5 seeds, 30 epochs at batch 64 and 5 lrs.",
 )
