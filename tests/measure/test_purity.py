@@ -78,6 +78,7 @@ PROBES = {
     "weight_norms": lambda m, x, y: measure.weight_norms(m),
     "critical_sample_ratio": lambda m, x, y: measure.critical_sample_ratio(m, x, 0.1, steps=3),
     "linear_regions": lambda m, x, y: measure.linear_regions(m, x[0], x[1], x[2], resolution=8),
+    "path_transitions": lambda m, x, y: measure.path_transitions(m, x[:6]),
     # the same probes with their newer options: batches, parameter blocks, precision
     "gradient_norm-batches-params": lambda m, x, y: measure.gradient_norm(
         m, F.cross_entropy, _batches(x, y), params=["1.weight"], dtype=torch.float64
@@ -129,6 +130,7 @@ NOT_MODEL_PROBES = {
     "classification_metrics",
     "permute_hidden_units",
     "mean_region_size_near_anchors",
+    "plane_coordinates",
     "population_hessian",
     "population_hessian_eigenvalues",
     "population_gradient_norm",

@@ -1,57 +1,65 @@
-"""Lecture: linear regions of a ReLU network on the plane through three training inputs.
+"""Lecture: linear regions of a ReLU network along a path through three training inputs.
 
-Protocol: build ReLU MLP classifiers (a population of seeds). For planes through three
-training inputs of different classes, sample a grid and number the distinct activation
-patterns (the network is affine on each such region), before and after training. Count
-the regions and compare the size of the region a grid point lies in near the three
-inputs with that elsewhere on the plane (Novak et al. 2018: regions are larger near the
-data after training).
+Protocol (Novak et al. 2018): ReLU MLP classifiers (a population of seeds). Through three
+training inputs of different classes pass an ellipse and count, before and after training,
+where the activation pattern changes along it; compare the transitions per unit length on
+the arcs at the inputs with those midway between them, on the same path. The region map of
+the plane through the inputs is drawn with the path on it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated
 
 import matplotlib
 import numpy as np
+import torch
 from matplotlib.colors import ListedColormap
-from matplotlib.patches import Circle
 
 from dlprobe.config import Bound
 from dlprobe.experiments.kit import (
     COLORS,
     DatasetName,
     Experiment,
-    NonNegFloat,
     Notes,
     PosInt,
     RunContext,
     Seed,
     check_classifier_fits,
     data_record,
+    fidelity_row,
     group_rows,
     mlp_population,
     mlp_spec,
     model_data_table,
     new_figure,
+    no_data,
     one_of,
     require,
 )
 from dlprobe.experiments.kit.manifold import (
+    ANCHOR_T,
     PHASES,
     accuracy_records,
+    ellipse_points,
+    ellipse_through,
     pick_triplets,
     probed_models,
     trained_test_accuracy,
 )
-from dlprobe.measure.regions import linear_regions, mean_region_size_near_anchors
+from dlprobe.experiments.kit.stats import diverged_lines
+from dlprobe.measure.regions import linear_regions, path_transitions, plane_coordinates
 from dlprobe.models import mlp_param_count
 from dlprobe.train import TrainConfig
 
 DRAWN_PLANES = 3  # region maps kept (for the first model) and drawn: the first planes
 PHASE_TITLES = {"initial": "before training", "trained": "after training"}
 PALETTE = [c for name in ("tab20", "tab20b", "Set3") for c in matplotlib.colormaps[name].colors]
+ARC = 2 * math.pi / 3  # angle between two inputs on the ellipse
+MIDWAY_T = tuple(t + ARC / 2 for t in ANCHOR_T)  # angles halfway between two inputs
+MAP_EXTENT = 0.5  # margin of a drawn plane around the inputs, share of their box (holds the path)
 
 
 @dataclass(frozen=True)
@@ -60,67 +68,64 @@ class Config:
     hidden: tuple[PosInt, ...] = (64, 64)  # hidden-layer widths of the MLP
     # hidden activation: one whose on/off pattern the probe reads
     activation: one_of(("relu", "leaky_relu"), "activation") = "relu"
-    seeds: PosInt = 5  # models, trained as one population; every plane is probed on each
-    seed: Seed = 0  # base seed: model i uses seed + i; the planes' inputs are drawn with it
-    planes: PosInt = 5  # planes, each through three training inputs of three different classes
-    resolution: Annotated[int, Bound(ge=10)] = 200  # grid points per plane axis
-    extent: NonNegFloat = 0.5  # grid margin around the inputs, fraction of their box's longer side
-    near_radius: float = 0.15  # "near the inputs": within this fraction of their mean distance
+    seeds: PosInt = 5  # models, trained as one population; every path is probed on each
+    seed: Seed = 0  # base seed: model i uses seed + i; the paths' inputs are drawn with it
+    planes: PosInt = 5  # paths (and planes), each through three inputs of three classes
+    path_points: Annotated[int, Bound(ge=30)] = 4000  # points along each ellipse
+    # arcs compared: within window x (the angle between two inputs) of an input ("at the
+    # inputs") or of the point halfway between two inputs ("midway"); at most 0.25, so
+    # that the two kinds of arc do not overlap
+    window: Annotated[float, Bound(gt=0, le=0.25)] = 0.15
+    resolution: Annotated[int, Bound(ge=10)] = 200  # grid points per axis of a drawn plane
     train: TrainConfig = TrainConfig(epochs=30)
 
     def check(self) -> None:
         require(len(self.hidden) >= 1, "hidden needs >= 1 width")
         check_classifier_fits(self.dataset, self.hidden, self.activation, self.seeds)
-        require(
-            0 < self.near_radius < 0.5,
-            f"near_radius must be in (0, 0.5) (a fraction of the inputs' mean distance), "
-            f"got {self.near_radius}",
-        )
 
 
 PROFILES = {
-    "smoke": {"hidden": (16,), "seeds": 1, "planes": 1, "resolution": 40, "train.epochs": 2},
+    "smoke": {"hidden": (16,), "seeds": 1, "planes": 1, "resolution": 40, "path_points": 400,
+              "train.epochs": 2},
     "full": {"dataset": "mnist", "hidden": (200, 200), "resolution": 400, "train.epochs": 20},
-}
+}  # fmt: skip
 
 
-def mean_anchor_distance(anchor_coords: np.ndarray) -> float:
-    """Mean of the three pairwise distances between the anchors (plane units)."""
-    a = np.asarray(anchor_coords)
-    return float(np.mean([np.linalg.norm(a[i] - a[j]) for i, j in ((0, 1), (0, 2), (1, 2))]))
+def arcs(t: np.ndarray, centres: tuple[float, ...], window: float) -> np.ndarray:
+    """True where angle t is within ``window`` x ARC (circular distance) of a centre."""
+    d = np.abs(t[:, None] - np.array(centres)[None, :]) % (2 * math.pi)
+    return np.minimum(d, 2 * math.pi - d).min(axis=1) <= window * ARC + 1e-12
 
 
-def _probe_planes(cfg: Config, model, x_train, triplets, labels, seed, phase, out) -> None:
-    """Regions of one model on every plane, appended to ``out``'s record lists."""
+def transition_densities(changes: np.ndarray, lengths: np.ndarray, t: np.ndarray, window: float):
+    """(at the inputs, midway) transitions per unit length, over the path's segments whose
+    middle angle lies on the respective arcs (segment i joins points i and i + 1)."""
+    middle = t + math.pi / len(t)  # (M,) angle at the middle of each segment
+    on = [arcs(middle, centres, window) for centres in (ANCHOR_T, MIDWAY_T)]
+    return tuple(float(changes[o].sum() / lengths[o].sum()) for o in on)
+
+
+def _probe(cfg: Config, model, x_train, triplets, seed, phase, out) -> None:
+    """Transitions along every path and regions on the first planes, of one model."""
+    t = np.linspace(0, 2 * math.pi, cfg.path_points, endpoint=False)
     for p, idx in enumerate(triplets):
-        lr = linear_regions(model, *x_train[idx], cfg.resolution, cfg.extent)
-        radius = cfg.near_radius * mean_anchor_distance(lr.anchor_coords)
-        near, elsewhere = mean_region_size_near_anchors(lr, radius)
-        first_model = seed == out["seeds"][0]
-        if phase == PHASES[0] and first_model:
-            out["planes"].append(
-                {
-                    "plane": p,
-                    "train_indices": idx,
-                    "classes": [int(labels[i]) for i in idx],
-                    "anchor_coords": lr.anchor_coords.tolist(),
-                    "near_radius": radius,
-                }
-            )
-        out["regions"].append(
-            {
-                **{"plane": p, "seed": seed, "phase": phase, "n_regions": lr.n_regions},
-                **{"size_near": near, "size_elsewhere": elsewhere},
-            }
-        )
-        if first_model and p < DRAWN_PLANES:
-            out["maps"].append(
-                {
-                    **{"plane": p, "seed": seed, "phase": phase},
-                    **{"u": lr.grid_coords[0].tolist(), "v": lr.grid_coords[1].tolist()},
-                    "region_ids": lr.region_ids.tolist(),
-                }
-            )
+        x = x_train[idx]  # (3, ...)
+        c, a, b = ellipse_through(*(v.reshape(-1).double().cpu().numpy() for v in x))
+        path = torch.as_tensor(ellipse_points(c, a, b, t), device=x.device)  # (M, D)
+        tr = path_transitions(model, path.reshape(len(t), *x.shape[1:]))
+        near, midway = transition_densities(tr.changes, tr.lengths, t, cfg.window)
+        row = {"plane": p, "seed": seed, "phase": phase, "transitions": tr.n_transitions}
+        row |= {"length": float(tr.lengths.sum()), "density_near": near, "density_midway": midway}
+        if p < DRAWN_PLANES:
+            lr = linear_regions(model, *x, cfg.resolution, MAP_EXTENT)
+            row["n_regions"] = lr.n_regions
+            if not any(m["plane"] == p and m["phase"] == phase for m in out["maps"]):
+                uv = plane_coordinates(*x, path[:: max(1, len(t) // 400)])
+                out["maps"].append({"plane": p, "seed": seed, "phase": phase,
+                                    "u": lr.grid_coords[0].tolist(), "v": lr.grid_coords[1].tolist(),
+                                    "region_ids": lr.region_ids.tolist(), "anchor_coords":
+                                    lr.anchor_coords.tolist(), "path": uv.tolist()})  # fmt: skip
+        out["paths"].append(row)
 
 
 def run(cfg: Config, ctx: RunContext) -> dict:
@@ -129,22 +134,22 @@ def run(cfg: Config, ctx: RunContext) -> dict:
     pop = mlp_population(spec["widths"], cfg.activation, cfg.seed, cfg.seeds, ctx.device)
     labels = data.y_train.cpu().numpy()
     triplets = pick_triplets(labels, cfg.planes, False, np.random.default_rng(cfg.seed))
-    out = {"seeds": pop.seeds, "accuracy": [], "planes": [], "regions": [], "maps": []}
-    runs = []
+    out = {"seeds": pop.seeds, "accuracy": [], "paths": [], "maps": [], "runs": []}
     for phase in PHASES:
         if phase == "trained":
-            runs = ctx.train("trained", pop, data, cfg.train).final_records()
-        models = probed_models(pop.size, runs)
+            out["runs"] = ctx.train("trained", pop, data, cfg.train).final_records()
+        models = probed_models(pop.size, out["runs"])
         out["accuracy"] += accuracy_records(pop, data, phase, models)
-        ctx.log(f"linear regions on {cfg.planes} plane(s), {cfg.resolution}² grid ({phase})")
+        ctx.log(f"transitions along {cfg.planes} path(s) of {cfg.path_points} points ({phase})")
         for k in models:
-            seed = pop.seeds[k]
-            _probe_planes(cfg, pop.model(k), data.x_train, triplets, labels, seed, phase, out)
+            _probe(cfg, pop.model(k), data.x_train, triplets, pop.seeds[k], phase, out)
     model = {**spec, "params": mlp_param_count(spec["widths"], cfg.activation)}
+    paths = [{"plane": p, "train_indices": ix, "classes": labels[ix].tolist()} for p, ix in enumerate(triplets)]  # fmt: skip
     return {
         "dataset": data_record(data),
         "model": {**model, "hidden_units": sum(cfg.hidden)},
-        **{"resolution": cfg.resolution, "extent": cfg.extent, "near_fraction": cfg.near_radius},
+        **{"resolution": cfg.resolution, "path_points": cfg.path_points, "window": cfg.window},
+        "planes": paths,
         **out,
     }
 
@@ -177,141 +182,144 @@ def region_colours(region_ids: np.ndarray, seed: int = 0) -> np.ndarray:
     return colour
 
 
-def _draw_map(ax, m: dict, plane: dict) -> None:
+def _draw_map(ax, m: dict | None, plane: dict, window: float) -> None:
+    if m is None:
+        no_data(ax, "not probed: every model diverged")
+        return
     ids, u, v = np.array(m["region_ids"]), m["u"], m["v"]
     ax.imshow(region_colours(ids)[ids], cmap=ListedColormap(PALETTE), vmin=-0.5,
               vmax=len(PALETTE) - 0.5, origin="lower", extent=(u[0], u[-1], v[0], v[-1]),
               interpolation="nearest")  # fmt: skip
-    for i, (cu, cv) in enumerate(np.array(plane["anchor_coords"])):
-        ax.add_patch(Circle((cu, cv), plane["near_radius"], fill=False, ls="--", lw=1.0))
+    path = np.array(m["path"])  # (m, 2) in plane coordinates
+    t = np.linspace(0, 2 * math.pi, len(path), endpoint=False)
+    ax.plot(*np.vstack([path, path[:1]]).T, color="white", lw=2.2)
+    for centres, colour in ((ANCHOR_T, "black"), (MIDWAY_T, "crimson")):
+        on = np.where(arcs(t, centres, window), path[:, 0], np.nan)  # gaps off the arcs
+        ax.plot(on, path[:, 1], color=colour, lw=2.2)
+    for i, (cu, cv) in enumerate(np.array(m["anchor_coords"])):
         ax.plot(cu, cv, "o", color="black", mec="white", mew=1.2, ms=7)
         ax.annotate(f"x{i + 1} ({plane['classes'][i]})", (cu, cv), xytext=(5, 5),
                     textcoords="offset points", fontsize=9, fontweight="bold", color="black",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0})  # fmt: skip
-    ax.set_xlabel("u (along x2 - x1)")
-    ax.set_ylabel("v")
+    ax.set(xlabel="u (along x2 - x1)", ylabel="v")
     ax.grid(False)
 
 
-def _maps_figure(results: dict, counts: dict):
+def _maps_figure(results: dict):
     planes = {p["plane"]: p for p in results["planes"]}
     maps = {(m["plane"], m["phase"]): m for m in results["maps"]}
-    seed0 = results["maps"][0]["seed"]
-    drawn = sorted({m["plane"] for m in results["maps"]})
+    counts = {(r["plane"], r["seed"], r["phase"]): r for r in results["paths"]}
+    drawn = sorted({m["plane"] for m in results["maps"]}) or [0]
     fig, axes = new_figure(ncols=2, nrows=len(drawn), width=5.0, height=4.6, squeeze=False)
     for row, p in enumerate(drawn):
         for col, phase in enumerate(PHASES):
-            _draw_map(axes[row, col], maps[(p, phase)], planes[p])
-            r = counts[(p, seed0, phase)]
+            m = maps.get((p, phase))
+            _draw_map(axes[row, col], m, planes[p], results["window"])
+            if m is None:
+                continue
+            r = counts[(p, m["seed"], phase)]
             axes[row, col].set_title(
-                f"plane {p + 1}, {PHASE_TITLES[phase]}: {r['n_regions']} regions\n"
-                f"mean region size near / elsewhere: {r['size_near']:.0f} / "
-                f"{r['size_elsewhere']:.0f} grid points",
+                f"path {p + 1}, {PHASE_TITLES[phase]} (seed {m['seed']}): {r['n_regions']} "
+                f"regions\n{r['transitions']} transitions; per unit length at inputs "
+                f"{r['density_near']:.2f}, midway {r['density_midway']:.2f}",
                 fontsize=9,
             )
-    res = results["resolution"]
     fig.suptitle(
-        f"Linear regions on planes through three training inputs (first {len(drawn)} of "
-        f"{len(planes)} planes, model seed {seed0}, {res}x{res} grid; dashed: 'near' radius)",
+        f"Linear regions on planes through three training inputs, and the ellipse through "
+        f"them (black: arcs at the inputs, red: midway; {results['resolution']}² grid)",
         fontsize=10,
     )
     fig.tight_layout()
     return fig
 
 
-def _stats_figure(results: dict, counts: dict):
+def _stats_figure(results: dict):
     fig, axes = new_figure(ncols=2, width=5.0, height=4.0, squeeze=False)
-    keys = sorted({(r["plane"], r["seed"]) for r in results["regions"]})
-    n = len(keys)
-
-    def ratio(key, ph):
-        return counts[(*key, ph)]["size_near"] / counts[(*key, ph)]["size_elsewhere"]
-
-    ax = axes[0, 0]
-    for i, key in enumerate(keys):
-        ys = [counts[(*key, ph)]["n_regions"] for ph in PHASES]
-        ax.plot([0, 1], ys, "-o", color=COLORS[i % len(COLORS)], alpha=0.7, ms=4)
-    means = [np.mean([counts[(*key, ph)]["n_regions"] for key in keys]) for ph in PHASES]
-    ax.bar([0, 1], means, width=0.5, color="lightgray", zorder=0)
-    ax.set_ylabel("regions on the grid")
-    ax.set_title(f"Region count (bars: mean; lines: one plane and model, n={n})", fontsize=10)
-    ax = axes[0, 1]
-    for i, key in enumerate(keys):
-        ax.plot([0, 1], [ratio(key, ph) for ph in PHASES], "-o",
-                color=COLORS[i % len(COLORS)], alpha=0.7, ms=4)  # fmt: skip
-    for x, ph in enumerate(PHASES):
-        median = np.median([ratio(key, ph) for key in keys])
-        ax.hlines(median, x - 0.2, x + 0.2, color="black", lw=2.5, zorder=3)
-    ax.axhline(1.0, color="black", lw=0.8, ls=":")
-    ax.set_ylabel("mean region size near inputs / elsewhere")
-    ax.set_title(f"Are regions larger near the inputs? (black: median, n={n})", fontsize=10)
-    for ax in axes[0]:
+    pairs = _paired(results)
+    labels = ("transitions along the path", "log10 density at inputs / midway")
+    for ax, key, label in zip(axes[0], ("transitions", "log_ratio"), labels, strict=True):
+        ys = np.array([[rows[ph][key] if ph in rows else np.nan for ph in PHASES]
+                       for rows in pairs.values()], dtype=float).reshape(-1, 2)  # fmt: skip
+        for i, y in enumerate(ys):
+            ax.plot([0, 1], y, "-o", color=COLORS[i % len(COLORS)], alpha=0.7, ms=4)
+        for x in (0, 1):
+            if np.isfinite(ys[:, x]).any():
+                ax.hlines(np.nanmedian(ys[:, x]), x - 0.2, x + 0.2, color="black", lw=2.5)
         ax.set_xticks([0, 1], [PHASE_TITLES[ph] for ph in PHASES])
         ax.set_xlim(-0.6, 1.6)
+        ax.set_title(f"{label} (black: median, n={len(pairs)})", fontsize=10)
+    axes[0, 1].axhline(0.0, color="black", lw=0.8, ls=":")
+    axes[0, 1].set_ylabel("below 0: fewer transitions at the inputs")
     fig.tight_layout()
     return fig
 
 
 def figures(results: dict) -> dict:
-    counts = {(r["plane"], r["seed"], r["phase"]): r for r in results["regions"]}
-    return {
-        "regions": _maps_figure(results, counts),
-        "region-stats": _stats_figure(results, counts),
-    }
+    return {"regions": _maps_figure(results), "region-stats": _stats_figure(results)}
 
 
-def _by_phase(results: dict) -> dict[str, dict]:
-    """phase -> arrays over (plane, seed): counts, near and elsewhere sizes, their ratio."""
-    out = {}
-    rows = sorted(results["regions"], key=lambda r: (r["plane"], r["seed"]))  # paired order
-    for (phase,), rs in group_rows(rows, "phase").items():
-        near = np.array([r["size_near"] for r in rs], dtype=float)
-        away = np.array([r["size_elsewhere"] for r in rs], dtype=float)
-        counts = np.array([r["n_regions"] for r in rs])
-        out[phase] = {"counts": counts, "near": near, "away": away, "ratio": near / away}
+def _paired(results: dict) -> dict:
+    """(plane, seed) -> phase -> row with its log10 density ratio (NaN without transitions)."""
+    out: dict = {}
+    for r in results["paths"]:
+        ok = r["density_near"] > 0 and r["density_midway"] > 0
+        ratio = math.log10(r["density_near"] / r["density_midway"]) if ok else np.nan
+        out.setdefault((r["plane"], r["seed"]), {})[r["phase"]] = {**r, "log_ratio": ratio}
     return out
 
 
+def _by_phase(results: dict) -> dict[str, dict]:
+    """phase -> arrays over (plane, seed) pairs: transitions, densities, log ratio."""
+    rows = [r for phases in _paired(results).values() for r in phases.values()]
+    keys = ("transitions", "density_near", "density_midway", "log_ratio")
+    return {
+        phase: {k: np.array([r[k] for r in rs], dtype=float) for k in keys}
+        for (phase,), rs in group_rows(rows, "phase").items()
+    }
+
+
 def notes(results: dict) -> Notes:
-    s, test_acc = _by_phase(results), trained_test_accuracy(results)
-    init, trained = s["initial"], s["trained"]
-    growth = trained["ratio"] / init["ratio"]
-    summary = {}
-    for phase, st in s.items():
-        summary[f"{phase}: regions on the plane (mean over planes and models)"] = float(
-            st["counts"].mean()
-        )
-        summary[f"{phase}: region size near / elsewhere (median)"] = float(np.median(st["ratio"]))
-    summary["training's factor on the near / elsewhere ratio (median)"] = float(np.median(growth))
-    summary["test accuracy, trained (mean over models)"] = test_acc
-    n, res = len(trained["counts"]), results["resolution"]
-    more = int((trained["counts"] > init["counts"]).sum())
+    by, acc, n_models = _by_phase(results), trained_test_accuracy(results), len(results["seeds"])
     units = f"{results['model']['hidden_units']} {results['model']['activation']}"
+    w, pts = results["window"], results["path_points"]
     lines = [
-        f"On a {res}x{res} grid over n={n} (plane, model) pairs, the network with {units} "
-        f"units has {init['counts'].mean():.0f} regions on average before training "
-        f"(range {init['counts'].min()}-{init['counts'].max()}) and "
-        f"{trained['counts'].mean():.0f} after (range {trained['counts'].min()}-"
-        f"{trained['counts'].max()}; more after training in {more}/{n}); the trained models "
-        f"reach mean test accuracy {test_acc:.3f}.",
+        f"Along {len(results['planes'])} ellipse(s) through three training inputs of different "
+        f"classes ({pts} points each), for {n_models} model(s) with {units} units; densities "
+        f"are transitions per unit length on the arcs within {w:g} x the inputs' angular "
+        f"spacing of an input ('at the inputs') or of a point midway between two inputs.",
+        *diverged_lines(results["runs"], "were not probed after training"),
     ]
-    frac = results["near_fraction"]
-    for phase, st in (("before", init), ("after", trained)):
+    summary = {}
+    for phase in PHASES:
+        if phase not in by:
+            lines.append(f"{PHASE_TITLES[phase].capitalize()}: every model diverged.")
+            continue
+        st = by[phase]
+        near, mid = st["density_near"], st["density_midway"]
+        fewer = int((near < mid).sum())
+        summary[f"{phase}: transitions along a path (mean)"] = float(st["transitions"].mean())
+        summary[f"{phase}: density at inputs / midway (ratio of means)"] = near.mean() / mid.mean()
         lines.append(
-            f"{phase.capitalize()} training, a grid point within {frac:g} x the inputs' mean "
-            f"distance of an input lies in a region of median {np.median(st['near']):.0f} grid "
-            f"points, one elsewhere in a region of {np.median(st['away']):.0f} (near/elsewhere "
-            f"ratio: median {np.median(st['ratio']):.2f}, > 1 in {int((st['ratio'] > 1).sum())}"
-            f"/{n})."
+            f"{PHASE_TITLES[phase].capitalize()}: {st['transitions'].mean():.0f} transitions per "
+            f"path on average (range {st['transitions'].min():.0f}-{st['transitions'].max():.0f}); "
+            f"density at the inputs {np.mean(near):.3g} vs midway {np.mean(mid):.3g} per unit "
+            f"length (means); fewer at the inputs on {fewer}/{len(near)} paths."
         )
-    lines.append(
-        f"Training multiplies the mean region size near the inputs by "
-        f"{np.median(trained['near'] / init['near']):.2f} and elsewhere by "
-        f"{np.median(trained['away'] / init['away']):.2f} (medians over n={n}); the near/"
-        f"elsewhere ratio grows in {int((growth > 1).sum())}/{n} (median factor "
-        f"{np.median(growth):.2f})."
-    )
-    return Notes(summary, lines, [model_data_table(results["model"], results["dataset"])])
+    lines += [f"The trained models reach mean test accuracy {acc:.3f}."] if "trained" in by else []
+    return Notes(summary, lines, [model_data_table(results["model"], results["dataset"])],
+                 _fidelity(by))  # fmt: skip
+
+
+def _fidelity(by: dict) -> list[dict]:
+    claim = "after training, region transitions are rarer at the training inputs than midway"
+    ref = "Novak et al. 2018: transition density lowest at the training points"
+    if "trained" not in by:
+        return [fidelity_row(claim, ref, "not measured", False, "every model diverged")]
+    near, mid = by["trained"]["density_near"], by["trained"]["density_midway"]
+    fewer, n = int((near < mid).sum()), len(near)
+    measured = f"at inputs {np.mean(near):.3g} vs midway {np.mean(mid):.3g}; fewer on {fewer}/{n}"
+    return [fidelity_row(claim, ref, measured, np.mean(near) < np.mean(mid) and fewer > n / 2,
+                         "the densities at the inputs are not lower on most paths")]  # fmt: skip
 
 
 EXPERIMENT = Experiment(
@@ -321,7 +329,8 @@ EXPERIMENT = Experiment(
     rank=2,
     title="Linear regions of a ReLU network through training inputs",
     question="How does training change the piecewise-linear regions of a ReLU network "
-    "around the data: are they larger near the training inputs (Novak et al. 2018)?",
+    "around the data: are region transitions rarer at the training inputs than between "
+    "them (Novak et al. 2018)?",
     config=Config,
     profiles=PROFILES,
     run=run,
@@ -329,13 +338,13 @@ EXPERIMENT = Experiment(
     notes=notes,
     captions={
         "regions": "activation regions (one colour per region, neighbours differ) on planes "
-        "through three training inputs (the first planes, first model), before and after "
-        "training; dashed circles: the 'near' radius around each input",
-        "region-stats": "left: number of regions on the grid before and after training; right: "
-        "mean size of the region a grid point lies in near the inputs divided by that "
-        "elsewhere (above 1: larger regions near the data)",
+        "through three training inputs, before and after training, with the ellipse through "
+        "them: black arcs at the inputs, red arcs midway, where transitions are counted",
+        "region-stats": "left: region transitions along each path before and after training; "
+        "right: log10 of the transition density at the inputs over that midway (below 0: "
+        "fewer transitions at the data); one line per path and model, black: median",
     },
-    quick_minutes=0.2,
-    full_differs="digits and 64-64 MLPs (30 epochs) on a 200x200 grid instead of MNIST, as in "
-    "Novak et al. 2018, and 200-200 MLPs (20 epochs) on a 400x400 grid.",
+    quick_minutes=0.3,
+    full_differs="digits and 64-64 MLPs (30 epochs) instead of MNIST, as in Novak et al. "
+    "2018, and 200-200 MLPs (20 epochs) on a 400x400 grid.",
 )

@@ -80,7 +80,14 @@ from dlprobe.measure.minimal_ratio import (
     minimal_ratio_by_sampling,
 )
 from dlprobe.measure.norms import WeightNorms, weight_norms
-from dlprobe.measure.regions import LinearRegions, linear_regions, mean_region_size_near_anchors
+from dlprobe.measure.regions import (
+    LinearRegions,
+    PathTransitions,
+    linear_regions,
+    mean_region_size_near_anchors,
+    path_transitions,
+    plane_coordinates,
+)
 from dlprobe.measure.rescale import rescale_relu_layers
 from dlprobe.measure.sensitivity import Sensitivity, sensitivity
 from dlprobe.measure.sharpness import SharpnessResult, ValleyWidth, sharpness, valley_width
@@ -118,6 +125,9 @@ __all__ = [
     "hessian_trace",
     "interpolate",
     "linear_regions",
+    "path_transitions",
+    "plane_coordinates",
+    "PathTransitions",
     "loss_on_plane",
     "loss_surface",
     "mean_region_size_near_anchors",

@@ -113,6 +113,16 @@ def _plane(x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor):
     return basis, anchors.cpu().numpy()
 
 
+def plane_coordinates(
+    x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, points: torch.Tensor
+) -> np.ndarray:
+    """(M, 2) plane coordinates (u, v), as ``linear_regions`` uses them, of the projections
+    of ``points`` (M, ...) onto the plane through x1, x2, x3."""
+    basis, _ = _plane(x1, x2, x3)
+    flat = points.reshape(len(points), -1).to(torch.float64) - x1.reshape(-1).to(torch.float64)
+    return (flat @ basis.T).cpu().numpy()
+
+
 def linear_regions(
     model: nn.Module,
     x1: torch.Tensor,
@@ -154,13 +164,34 @@ def linear_regions(
     vv, uu = np.meshgrid(v, u, indexing="ij")
     uv = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1), device=x1.device)  # (N, 2)
     origin = x1.reshape(-1).to(torch.float64)
-    # float64 copies of the parameters and buffers: patterns and outputs without
-    # float32 round-off, so that the affinity check below can be strict.
-    state = {
+    state = _float64_state(model)
+
+    points = (origin + p @ basis for p in uv.split(GRID_CHUNK))  # chunks of (n, D)
+    patterns, outputs = _patterns(model, units, state, points, x1.shape)
+    _, first, inverse = np.unique(patterns, axis=0, return_index=True, return_inverse=True)
+    # np.unique numbers patterns in sorted order; renumber by first occurrence.
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    ids = rank[inverse.reshape(-1)].reshape(resolution, resolution)
+    out = outputs.reshape(resolution, resolution, -1)  # (res, res, outputs)
+    _check_affine_on_regions(ids, out)
+    return LinearRegions((u, v), ids, len(first), anchors)
+
+
+def _float64_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """float64 copies of the parameters and buffers: patterns and outputs without float32
+    round-off, so that the affinity checks can be strict."""
+    return {
         n: t.detach().to(torch.float64) if t.is_floating_point() else t.detach()
         for n, t in (*model.named_parameters(), *model.named_buffers())
     }
 
+
+def _patterns(
+    model: nn.Module, units: list[nn.Module], state: dict, chunks, shape: torch.Size
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(patterns as rows of bytes (N, bytes), float64 outputs (N, k)) of ``model`` at the
+    points of ``chunks`` (an iterable of (n, D) flat float64 inputs), in eval mode."""
     parts: list[torch.Tensor] = []
 
     def record(module: nn.Module, inputs: tuple, _output) -> None:
@@ -184,25 +215,56 @@ def linear_regions(
     patterns, outputs = [], []
     try:
         with eval_mode(model), torch.no_grad():
-            for chunk in uv.split(GRID_CHUNK):
-                points = origin + chunk @ basis  # (n, D)
-                out = functional_call(model, state, (points.reshape(len(chunk), *x1.shape),))
-                outputs.append(out.reshape(len(chunk), -1))  # (n, outputs)
+            for points in chunks:
+                out = functional_call(model, state, (points.reshape(len(points), *shape),))
+                outputs.append(out.reshape(len(points), -1))  # (n, outputs)
                 patterns.append(_pattern_bytes(parts))  # (n, bytes)
                 parts.clear()
     finally:
         for h in hooks:
             h.remove()
-    _, first, inverse = np.unique(
-        np.concatenate(patterns), axis=0, return_index=True, return_inverse=True
+    return np.concatenate(patterns), torch.cat(outputs)
+
+
+@dataclass(frozen=True)
+class PathTransitions:
+    """Where a closed path crosses from one linear region into another.
+
+    ``changes[i]`` is True when the activation pattern at point i differs from that at
+    point i + 1 (the last point is followed by the first); ``lengths[i]`` is the length of
+    that segment (input units). ``n_transitions`` = ``changes.sum()``.
+    """
+
+    changes: np.ndarray  # (M,) bool
+    lengths: np.ndarray  # (M,) float
+    n_transitions: int
+
+
+def path_transitions(model: nn.Module, points: torch.Tensor) -> PathTransitions:
+    """Linear-region transitions along the closed path through ``points`` (Novak et al.
+    2018 count them along an ellipse through three training inputs).
+
+    Args:
+        model: a network of affine layers and ReLU/LeakyReLU/MaxPool modules (see
+            ``linear_regions``); evaluated in float64 and eval mode, left untouched.
+        points: (M, ...) M >= 3 inputs in order along the path, on the model's device. A
+            transition between two consecutive points is seen when their patterns differ
+            (two crossings between them count once: sample finely).
+
+    Returns:
+        ``PathTransitions``.
+    """
+    units = _check_piecewise_linear(model)
+    if points.dim() < 2 or len(points) < 3:
+        raise DlprobeError(f"points must be (M, ...) with M >= 3, got shape {tuple(points.shape)}")
+    check_data(model, points[:1])
+    flat = points.reshape(len(points), -1).to(torch.float64)  # (M, D)
+    patterns, _ = _patterns(
+        model, units, _float64_state(model), flat.split(GRID_CHUNK), points.shape[1:]
     )
-    # np.unique numbers patterns in sorted order; renumber by first occurrence.
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    ids = rank[inverse.reshape(-1)].reshape(resolution, resolution)
-    out = torch.cat(outputs).reshape(resolution, resolution, -1)  # (res, res, outputs)
-    _check_affine_on_regions(ids, out)
-    return LinearRegions((u, v), ids, len(first), anchors)
+    changes = (patterns != np.roll(patterns, -1, axis=0)).any(axis=1)  # (M,)
+    lengths = (flat.roll(-1, 0) - flat).norm(dim=1).cpu().numpy()  # (M,)
+    return PathTransitions(changes, lengths, int(changes.sum()))
 
 
 def _pattern_bytes(parts: list[torch.Tensor]) -> np.ndarray:
