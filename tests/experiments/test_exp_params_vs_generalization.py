@@ -1,9 +1,15 @@
+import numpy as np
 import pytest
 from exp_util import load_results
 
 from dlprobe import DlprobeError
 from dlprobe.data import load_dataset
-from dlprobe.experiments.params_vs_generalization import EXPERIMENT, model_specs
+from dlprobe.experiments.params_vs_generalization import (
+    EXPERIMENT,
+    _fidelity,
+    model_specs,
+    notes,
+)
 from dlprobe.models import build_model, count_params
 
 pytestmark = pytest.mark.xdist_group("params-vs-generalization")
@@ -69,3 +75,46 @@ def test_bad_settings_are_rejected_before_training():
         EXPERIMENT.make_config("quick", {"kernel_size": 4})
     with pytest.raises(DlprobeError, match="family"):
         EXPERIMENT.make_config("quick", {"family": "rnn"})
+
+
+def test_fidelity_verdicts_follow_the_trends():
+    params = [100, 1000, 10000, 100000]
+    train = np.array([0.6, 0.9, 0.99, 1.0])
+    plateau = np.array([0.55, 0.96, 0.97, 0.97])
+    u_shaped = np.array([1.2, 0.2, 0.15, 0.3])
+    rows = {r["claim"]: r["verdict"] for r in _fidelity(params, train, plateau, u_shaped, "digits")}
+    assert set(rows.values()) == {"reproduced"}
+    falling = np.array([1.2, 0.5, 0.3, 0.2])  # lowest at the largest model
+    still_rising = np.array([0.3, 0.6, 0.8, 0.9])
+    rows = {
+        r["claim"]: r["verdict"]
+        for r in _fidelity(params, train * 0.8, still_rising, falling, "digits")
+    }
+    assert rows["test loss first falls, then rises"] == (
+        "differs because the minimum is at the largest model"
+    )
+    assert rows["test accuracy plateaus as size grows"].startswith("differs because")
+    assert rows["training accuracy rises with size to about 0.98"].startswith("differs because")
+
+
+def test_collapsed_runs_are_left_out_of_the_means_and_named(smoke):
+    results = load_results(smoke("params-vs-generalization"))
+    for r in results["runs"]:
+        r["outcome"] = "fine"
+    small = results["models"][0]["params"]
+    first = next(r for r in results["runs"] if r["params"] == small)
+    first.update(outcome="collapsed", test_accuracy=-100.0)
+    n = notes(results)
+    others = [
+        r["test_accuracy"] for r in results["runs"] if r["params"] == small and r is not first
+    ]
+    key = f"{small} params: test accuracy (mean of fine runs)"
+    assert n.summary[key] == pytest.approx(np.mean(others))
+    text = " ".join(n.observations)
+    assert f"1 collapsed to a constant output ({small} params, seed {first['seed']})" in text
+    (table,) = [rows for title, rows in n.tables if title == "Runs per size"]
+    assert table[0]["collapsed"] == 1
+
+
+def test_quick_stand_in_is_digits():
+    assert EXPERIMENT.make_config("quick").dataset == "digits"

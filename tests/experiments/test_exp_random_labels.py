@@ -4,7 +4,7 @@ from exp_util import load_results
 
 from dlprobe import DlprobeError
 from dlprobe.data import load_dataset
-from dlprobe.experiments.random_labels import EXPERIMENT, noisy_copies
+from dlprobe.experiments.random_labels import EXPERIMENT, noisy_copies, notes
 
 pytestmark = pytest.mark.xdist_group("random-labels")
 
@@ -49,7 +49,7 @@ def test_label_noise_leaves_the_test_labels_untouched():
 
 
 def test_bad_settings_are_rejected_before_training():
-    with pytest.raises(DlprobeError, match="contain 0"):
+    with pytest.raises(DlprobeError, match="needs 0"):
         EXPERIMENT.make_config("quick", {"noise_levels": (0.5, 1.0)})
     with pytest.raises(DlprobeError, match="noise_levels must be <= 1"):
         EXPERIMENT.make_config("quick", {"noise_levels": (0.0, 1.5)})
@@ -61,8 +61,57 @@ def test_bad_settings_are_rejected_before_training():
         EXPERIMENT.make_config("quick", {"train_subset": 100, "train.batch_size": 128})
 
 
-def test_full_profile_is_the_homework_setting():
+def test_quick_stand_in_is_digits_and_full_profile_is_the_homework_setting():
+    quick = EXPERIMENT.make_config("quick")
+    assert quick.dataset == "digits" and quick.hidden == (256, 256, 256)
     full = EXPERIMENT.make_config("full")
     assert full.dataset == "mnist" and full.hidden == (256, 256, 256) and full.train_subset == 0
     assert full.noise_levels == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert full.train.epochs == 200 and full.train.schedule == "cosine"
+
+
+def _all_fine(results: dict, test_accuracy: dict[float, float]) -> dict:
+    """The smoke results with every run fine, at the given mean test accuracy per level."""
+    for r in results["final"]:
+        r.update(outcome="fine", test_accuracy=test_accuracy[r["noise"]], train_loss=0.01)
+        r["peak_test_accuracy"] = r["test_accuracy"]
+    return results
+
+
+def test_notes_follow_the_numbers_and_name_the_confound(smoke):
+    results = _all_fine(load_results(smoke("random-labels")), {0.0: 0.95, 0.5: 0.6, 1.0: 0.1})
+    n = notes(results)
+    verdicts = {f["claim"]: f["verdict"] for f in n.fidelity}
+    assert len(n.fidelity) == 7  # one row per reference result of SPEC.md
+    assert verdicts["test accuracy falls with the noise"] == "reproduced"
+    assert verdicts["random labels are fitted: training loss about 0"] == "reproduced"
+    # smoke has no level in 60-80%: the claim cannot be reproduced, and says why
+    assert "no level in 60-80%" in verdicts["at 60-80% noise test accuracy rises, then falls"]
+    text = " ".join(n.observations)
+    assert "(rise, then fall)" not in text  # peak == final everywhere
+    assert "Confound:" in text and "r = " in text
+    assert "the homework's regime" in text  # clean test accuracy 0.95 >= 0.9
+    # a test accuracy that goes back up with the noise is not called a fall
+    results = _all_fine(results, {0.0: 0.5, 0.5: 0.6, 1.0: 0.1})
+    for r in results["final"]:
+        if r["noise"] == 0.5:
+            r["peak_test_accuracy"] = 0.7
+    n = notes(results)
+    verdicts = {f["claim"]: f["verdict"] for f in n.fidelity}
+    assert verdicts["test accuracy falls with the noise"].startswith("differs because")
+    text = " ".join(n.observations)
+    assert "50% 0.700 (epoch" in text and "-> 0.600 (rise, then fall)" in text
+    assert "below 0.9, unlike the homework's" in text
+
+
+def test_runs_that_did_not_fit_are_left_out_of_the_trends_and_named(smoke):
+    results = _all_fine(load_results(smoke("random-labels")), {0.0: 0.95, 0.5: 0.6, 1.0: 0.1})
+    miss = next(r for r in results["final"] if r["noise"] == 1.0)
+    miss.update(outcome="not converged", test_accuracy=0.99)
+    n = notes(results)
+    text = " ".join(n.observations)
+    assert f"1 trained but missed train accuracy 0.99 (100% noise, seed {miss['seed']})" in text
+    key = "100% noise: fine runs, train / test / peak test accuracy, critical ratio, L2 norm"
+    assert n.summary[key][0] == len(results["seeds"]) - 1
+    assert n.summary[key][2] == pytest.approx(0.1)  # the missed run's 0.99 is not in the mean
+    assert f"(n={len(results['final']) - 1})" in text  # correlations over the fine runs only
