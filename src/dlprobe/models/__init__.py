@@ -20,6 +20,7 @@ from dlprobe.models.budget import (
 from dlprobe.models.cnn import CNN
 from dlprobe.models.init import INITS, initialize
 from dlprobe.models.mlp import MLP
+from dlprobe.models.normalization import recompute_batch_norm_statistics
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "make_activation",
     "mlp_param_count",
     "mlp_widths_for_budget",
+    "recompute_batch_norm_statistics",
     "solve_width",
 ]
 
