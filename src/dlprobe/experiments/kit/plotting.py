@@ -49,28 +49,38 @@ def new_figure(
 
 
 def mean_band(
-    ax, x: Sequence[float], runs: np.ndarray, label: str, color=None, log: bool = False
-) -> None:
+    ax,
+    x: Sequence[float],
+    runs: np.ndarray,
+    label: str,
+    color=None,
+    log: bool = False,
+    **line_style,
+):
     """Mean over runs (rows) as a line and min-max as a band; n in the label.
 
     With ``log`` the mean is geometric, which is what a log axis shows faithfully.
-    NaN entries (diverged runs) are left out of the mean and the band.
+    NaN entries (diverged runs) are left out of the mean and the band. ``line_style``
+    (e.g. ``ls="--"``, ``marker="o"``) goes to the line. Returns the line, or None when
+    no run has a finite value (nothing is drawn).
     """
     runs = np.atleast_2d(np.asarray(runs, dtype=float))  # (n_runs, T)
     keep = ~np.all(np.isnan(runs), axis=1)
     runs = runs[keep]
     if runs.size == 0:
-        return
+        return None
     with np.errstate(all="ignore"):
         if log:
             center = np.exp(np.nanmean(np.log(np.clip(runs, 1e-300, None)), axis=0))
         else:
             center = np.nanmean(runs, axis=0)
-    (line,) = ax.plot(x, center, label=f"{label} (n={runs.shape[0]})", color=color, lw=1.6)
+    line_style = {"lw": 1.6, **line_style}
+    (line,) = ax.plot(x, center, label=f"{label} (n={runs.shape[0]})", color=color, **line_style)
     if runs.shape[0] > 1:
         ax.fill_between(
             x, np.nanmin(runs, 0), np.nanmax(runs, 0), color=line.get_color(), alpha=0.18, lw=0
         )
+    return line
 
 
 def log_scale_if_positive(ax, values: np.ndarray, axis: str = "y") -> None:
