@@ -256,8 +256,8 @@ def notes(results: dict) -> Notes:
     lines = [
         f"Held equal: MLP {'-'.join(map(str, s['widths']))} ({s['activation']}), the same "
         f"{s['seeds']} seeds, plain SGD at lr {tr['lr']:g}, {tr['epochs']} epochs: a smaller "
-        f"batch takes more steps. Seconds are wall time per epoch of the whole population on "
-        f"{s['device']} (a shared machine: other work may slow any run)."
+        f"batch takes more steps. Seconds per epoch (table, fidelity row) are wall time of the "
+        f"whole population on {s['device']}; the machine may be shared, so they vary by run."
     ]
     table = [{"batch size": b, "steps per model": per[b]["steps"],
               "seconds per epoch": per[b]["seconds"], "runs (not diverged)":
@@ -266,11 +266,6 @@ def notes(results: dict) -> Notes:
                  ("train_loss", "train_accuracy", "test_accuracy")}} for b in sizes]  # fmt: skip
     small, large = per[sizes[0]], per[sizes[-1]]
     faster = large["seconds"] < small["seconds"]
-    lines.append(
-        f"An epoch took {small['seconds']:.3g} s at batch {sizes[0]} and {large['seconds']:.3g} "
-        f"s at batch {sizes[-1]}: the large batch's epoch was "
-        + (f"{small['seconds'] / large['seconds']:.3g}x faster." if faster else "not faster.")
-    )
     acc = {k: [_mean(p["fine"], k) for p in (small, large)]
            for k in ("train_accuracy", "test_accuracy")}  # fmt: skip
     gap = [a - b for a, b in zip(acc["train_accuracy"], acc["test_accuracy"], strict=True)]
