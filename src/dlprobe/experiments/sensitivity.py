@@ -170,6 +170,8 @@ def _two_axis_figure(results: dict, left: str, left_label: str, log_left: bool):
     mean_band(ax2, sizes, values, "sensitivity (right axis)", COLORS[2])
     for line in ax2.get_lines():
         line.set_linestyle("--")
+    if not runs:
+        ax2.set_yticks([])  # nothing counted: no scale to read
     ax2.set_ylabel("sensitivity: mean ‖∂loss/∂x‖ over test examples", color=COLORS[2])
     joint_legend(ax, ax2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.set_title(

@@ -745,6 +745,13 @@ def protocol_figure(results: dict, rows: dict, title: str):
         missed = [r for r in own if r["status"] == "not converged"]
         for i, (metric, (label, log)) in enumerate(panels.items()):
             ax = axes[i, j]
+            ax.set_title(
+                f"{PROTOCOL_NAMES[protocol]}: {trend_text(rs, metric)}"
+                if metric != "train_loss"
+                else protocol_label(protocol, budget),
+                fontsize=8,
+            )
+            ax.set_ylabel(label if j == 0 else "", fontsize=8)
             if rs:
                 batch_panel(ax, rs, n_train, {metric: "counted, mean"}, log=log, first_color=i)
             if missed:
@@ -763,13 +770,6 @@ def protocol_figure(results: dict, rows: dict, title: str):
                 ax.set_xlabel("")
             if log:
                 ax.set_yscale("log")
-            ax.set_title(
-                f"{PROTOCOL_NAMES[protocol]}: {trend_text(rs, metric)}"
-                if metric != "train_loss"
-                else protocol_label(protocol, budget),
-                fontsize=8,
-            )
-            ax.set_ylabel(label if j == 0 else "", fontsize=8)
             ax.legend(fontsize=6)
     seeds = len(results["seeds"])
     fig.suptitle(f"{title} ({seeds} seed(s) per batch size; ρ: Spearman with log batch size)")
