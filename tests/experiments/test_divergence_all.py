@@ -47,8 +47,9 @@ def test_every_model_diverging_still_gives_a_complete_report(experiment_id, smok
     settings = _explode_everything(experiment_id)
     if not settings:
         pytest.skip(f"{experiment_id} trains nothing")
+    normal = smoke(experiment_id)
     run = run_smoke(experiment_id, tmp_path, *settings)
-    _check(run, smoke(experiment_id))
+    _check(run, normal)
 
 
 @pytest.mark.parametrize("experiment_id", IDS)
@@ -58,6 +59,7 @@ def test_some_models_diverging_still_gives_a_complete_report(
     """Model 0 of every population gets a NaN loss from the third training step on (a
     population of one then diverges whole), on both roads of the trainer (autograd's and
     the written-out backward pass of plain MLPs)."""
+    normal = smoke(experiment_id)  # the shared normal run, made before anything is poisoned
     calls = {"n": 0}
 
     def poison(losses):  # (K,)
@@ -71,4 +73,4 @@ def test_some_models_diverging_still_gives_a_complete_report(
     monkeypatch.setattr(trainer, "per_model_losses", lambda *a: poison(real(*a)))
     monkeypatch.setattr(SequentialBackprop, "losses", lambda *a: poison(real_written(*a)))
     run = run_smoke(experiment_id, tmp_path)
-    _check(run, smoke(experiment_id))
+    _check(run, normal)
