@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import torch
 from dlprobe.data import Dataset, function_dataset, load_dataset
 from dlprobe.train import Checkpoint, History, Population, TrainConfig, train_population
 from dlprobe.train.checkpoint import atomic_torch_save, load_checkpoint_file
+from dlprobe.train.population import _seeded
 
 
 @dataclass
@@ -119,7 +121,10 @@ class RunContext:
             ckpt = Checkpoint(ckpt.path, every_epochs=every)
             t0 = time.perf_counter()
             self.log(f"training {key}: {pop.size} model(s), up to {cfg.epochs} epochs")
-            with self._tracker(key, cfg) as progress:
+            # what draws from the global generator while training (dropout masks) starts
+            # from the stage's own seed, whatever ran before it in this process
+            seed = zlib.crc32(f"{key}/{pop.seeds[0]}".encode())
+            with self._tracker(key, cfg) as progress, _seeded(seed, pop.device):
                 hist = train_population(
                     pop, data, cfg, loss_fn=loss_fn, checkpoint=ckpt, progress=progress
                 )
