@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from dlprobe.data import Dataset, function_dataset, load_dataset
-from dlprobe.train import Checkpoint, History, Population, TrainConfig, train_population
+from dlprobe.train import Checkpoint, History, PerModel, Population, TrainConfig, train_population
 from dlprobe.train.checkpoint import atomic_torch_save, load_checkpoint_file
 from dlprobe.train.population import _seeded
 
@@ -113,8 +113,13 @@ class RunContext:
         cfg: TrainConfig,
         loss_fn=None,
         checkpoint_every_epochs: int | None = None,
+        per_model: PerModel | None = None,
     ) -> History:
-        """Train ``pop`` as stage ``key`` (resumable), leaving it at its final parameters."""
+        """Train ``pop`` as stage ``key`` (resumable), leaving it at its final parameters.
+
+        ``per_model``: each model's own learning rate, weight decay, label noise or training
+        subset (``dlprobe.train.PerModel``), so that a sweep over them is one population.
+        """
         every = checkpoint_every_epochs or max(1, cfg.epochs // 20)
 
         def compute(ckpt: Checkpoint) -> dict:
@@ -126,7 +131,13 @@ class RunContext:
             seed = zlib.crc32(f"{key}/{pop.seeds[0]}".encode())
             with self._tracker(key, cfg) as progress, _seeded(seed, pop.device):
                 hist = train_population(
-                    pop, data, cfg, loss_fn=loss_fn, checkpoint=ckpt, progress=progress
+                    pop,
+                    data,
+                    cfg,
+                    loss_fn=loss_fn,
+                    checkpoint=ckpt,
+                    progress=progress,
+                    per_model=per_model,
                 )
             for k in hist.diverged:
                 self.log(
