@@ -80,6 +80,7 @@ from dlprobe.measure.minimal_ratio import (
     minimal_ratio_by_sampling,
 )
 from dlprobe.measure.norms import WeightNorms, weight_norms
+from dlprobe.measure.pac_bayes import PacBayesFlatness, pac_bayes_flatness
 from dlprobe.measure.regions import (
     LinearRegions,
     PathTransitions,
@@ -106,6 +107,7 @@ __all__ = [
     "CriticalSampleRatio",
     "LinearRegions",
     "MinimalRatio",
+    "PacBayesFlatness",
     "Projection",
     "SampledMinimalRatio",
     "Sensitivity",
@@ -133,6 +135,7 @@ __all__ = [
     "mean_region_size_near_anchors",
     "minimal_ratio",
     "minimal_ratio_by_sampling",
+    "pac_bayes_flatness",
     "permute_hidden_units",
     "plane_through",
     "population_gradient_norm",
