@@ -63,7 +63,7 @@ def test_bad_settings_are_rejected_before_training():
 
 def test_quick_stand_in_is_digits_and_full_profile_is_the_homework_setting():
     quick = EXPERIMENT.make_config("quick")
-    assert quick.dataset == "digits" and quick.hidden == (256, 256, 256)
+    assert quick.dataset == "digits" and quick.hidden == (128, 128, 128)
     full = EXPERIMENT.make_config("full")
     assert full.dataset == "mnist" and full.hidden == (256, 256, 256) and full.train_subset == 0
     assert full.noise_levels == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
