@@ -2,6 +2,8 @@
 against finite differences of a tiny network's loss."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -124,3 +126,19 @@ def test_zero_tolerance_scales_with_the_gradient_norm_above_round_off():
         zero_tolerance(lam[0], torch.zeros(1))
     with pytest.raises(DlprobeError, match="per_grad"):
         zero_tolerance(lam, torch.zeros(2), per_grad=-1.0)
+
+
+def test_the_search_prints_no_torch_jit_warning():
+    """jacfwd's first use in a process warns that torch.jit.script is deprecated, which a
+    user can do nothing about: the search silences it (a fresh process, warnings as errors)."""
+    code = (
+        "import torch\n"
+        "from dlprobe.measure.critical_points import find_critical_points\n"
+        "f = lambda t: ((t**2 - 1) ** 2).sum()\n"
+        "find_critical_points(f, torch.tensor([[0.5], [2.0]]), max_iter=3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "jit" not in done.stderr

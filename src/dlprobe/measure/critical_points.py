@@ -39,7 +39,13 @@ from torch import nn
 from torch.func import grad, jacfwd, jacrev, vmap
 
 from dlprobe import DlprobeError
-from dlprobe.measure._functional import LossFn, check_data, eval_mode, flat_loss_fn
+from dlprobe.measure._functional import (
+    LossFn,
+    check_data,
+    eval_mode,
+    flat_loss_fn,
+    quiet_forward_ad,
+)
 
 NU_GIVE_UP = 1e12  # damping μ / max λ² above which a model's search is abandoned (stalled)
 
@@ -101,13 +107,14 @@ def find_critical_points(
     nu = torch.full_like(norm, float(damping))  # (K,) μ / max λ², adapted per model
     iterations = torch.zeros(len(theta), dtype=torch.long)
     history = [norm.clone()]
-    for _ in range(max_iter):
-        active = (ok & (norm >= grad_tol) & (nu <= NU_GIVE_UP)).nonzero()[:, 0]  # (A,)
-        if len(active):
-            better = _lm_step(gradient, hess, theta, g, norm, nu[active], active)
-            nu[active] = torch.where(better, nu[active] / 10, nu[active] * 10)
-            iterations[active] += 1
-        history.append(norm.clone())
+    with quiet_forward_ad():  # jacfwd's first use warns about torch.jit.script
+        for _ in range(max_iter):
+            active = (ok & (norm >= grad_tol) & (nu <= NU_GIVE_UP)).nonzero()[:, 0]  # (A,)
+            if len(active):
+                better = _lm_step(gradient, hess, theta, g, norm, nu[active], active)
+                nu[active] = torch.where(better, nu[active] / 10, nu[active] * 10)
+                iterations[active] += 1
+            history.append(norm.clone())
     return CriticalPoints(
         params=theta,
         grad_norm=norm,
