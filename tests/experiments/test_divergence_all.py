@@ -23,6 +23,8 @@ def _explode_everything(experiment_id: str) -> list[str]:
     for path, _, _ in field_paths(cfg):
         if path.endswith(".lr"):
             settings += [f"--{path}", "1e8"]
+        elif path == "lrs":  # flatness-interpolation's second pair: two distinct rates
+            settings += ["--lrs", "1e8", "1e9"]
         elif path.endswith(".optimizer"):
             settings += [f"--{path}", "sgd"]
     return settings
