@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -119,9 +120,12 @@ class FakeRay:
         return {"CPU": 2.0, **({"GPU": float(self.gpus)} if self.gpus else {})}
 
 
-def test_ray_is_started_locally_or_joined_at_an_address():
+def test_ray_is_started_locally_or_joined_at_an_address(monkeypatch):
     from dlprobe import DlprobeError
+    from dlprobe.sweep import runner
     from dlprobe.sweep.runner import _connect, _trial_device
+
+    monkeypatch.setattr(runner, "check_reachable", lambda address: None)  # no head here
 
     local = FakeRay()
     assert _connect(local, None, 3) is True
@@ -141,6 +145,25 @@ def test_ray_is_started_locally_or_joined_at_an_address():
     assert _trial_device(FakeRay(gpus=2), "cpu") == "cpu"
     with pytest.raises(DlprobeError, match="the Ray cluster has no GPU"):
         _trial_device(FakeRay(), "cuda")
+
+
+def test_an_address_nobody_answers_at_fails_at_once_with_one_line():
+    from dlprobe import DlprobeError
+    from dlprobe.sweep.runner import check_reachable
+
+    with socket.socket() as listening:  # a port that answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+        check_reachable(f"ray://127.0.0.1:{port}")
+    start = time.perf_counter()  # the same port, closed: refused at once
+    with pytest.raises(DlprobeError, match=rf"cannot join the Ray cluster at 127.0.0.1:{port}: "
+                       rf"nothing answers at 127.0.0.1:{port} within 10 s"):  # fmt: skip
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - start < 10
+    check_reachable("auto")  # Ray resolves these itself
+    check_reachable("local")
 
 
 def test_importing_dlprobe_does_not_import_ray():

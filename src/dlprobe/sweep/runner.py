@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import traceback
@@ -20,6 +21,8 @@ from dlprobe.runs import read_json, resolve_device, write_json
 from .axes import setting_args
 from .plan import SweepPlan
 from .table import trial_rows, write_results_csv, write_sweep_report
+
+CONNECT_TIMEOUT_S = 10.0  # how long --address may take to answer before the sweep gives up
 
 
 def run_trial(
@@ -63,6 +66,7 @@ def _connect(ray, address: str | None, cpus: int | None) -> bool:
         return False
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is not None:
+        check_reachable(address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -70,6 +74,23 @@ def _connect(ray, address: str | None, cpus: int | None) -> bool:
         return True
     ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **quiet)
     return True
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast when nothing answers at a ``host:port`` or ``ray://host:port`` address
+    (Ray itself retries for minutes); other forms ("auto", "local") are Ray's to resolve."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    host = host.strip("[]")  # an IPv6 literal
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise DlprobeError(
+            f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "
+            f"within {timeout:g} s ({err.strerror or type(err).__name__})"
+        ) from None
 
 
 def _trial_device(ray, device: str) -> str:
