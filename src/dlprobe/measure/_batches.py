@@ -99,15 +99,11 @@ class Batches:
         # A DataLoader with a batch size knows its length without loading anything.
         batch_size = getattr(self._source, "batch_size", None)
         sampler = getattr(self._source, "sampler", None)
-        if isinstance(batch_size, int) and sampler is not None:
-            try:
-                n = len(sampler)
-            except TypeError:  # an iterable-style dataset: count below
-                pass
-            else:
-                drop_last = getattr(self._source, "drop_last", False)
-                return len(self._source) * batch_size if drop_last else n
-        return sum(int(x.shape[0]) for x, _ in self._raw())
+        n = _length(sampler) if isinstance(batch_size, int) else None
+        if n is not None:
+            drop_last = getattr(self._source, "drop_last", False)
+            return len(self._source) * batch_size if drop_last else n
+        return sum(int(x.shape[0]) for x, _ in self._raw())  # an iterable-style dataset
 
     def _raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i, batch in enumerate(self._source):
@@ -217,3 +213,11 @@ def check_data(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None)
             raise DlprobeError(
                 f"model is on {p.device} but {name} is on {t.device}; move one of them"
             )
+
+
+def _length(sampler) -> int | None:
+    """The sampler's length; None when it has none (an iterable-style dataset's)."""
+    try:
+        return len(sampler)
+    except TypeError:
+        return None
