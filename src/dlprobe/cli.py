@@ -120,7 +120,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_run(argv: list[str]) -> int:
-    from dlprobe.config import help_text
+    from dlprobe.config_help import help_text
     from dlprobe.experiments.kit import SUITES, get_experiment
     from dlprobe.lab import plan_run, run_experiment
     from dlprobe.runs import resolve_device

@@ -13,20 +13,15 @@ where a value can be wrong, a constraint in its annotation::
 nested configs, then calls the config's own ``check()`` for rules that span fields.
 ``override(config, {"lr": 0.1, "train.epochs": 3})`` and ``parse_args(config, argv)``
 (``--lr 0.1 --epochs 3``) are strict: an unknown name or a value of the wrong type is a
-``DlprobeError`` that says what is allowed. ``field_docs`` reads the comments back for
-help texts and settings tables.
+``DlprobeError`` that says what is allowed. ``dlprobe.config_help`` reads the comments
+back for help texts and settings tables.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
-import inspect
-import io
 import math
-import textwrap
-import tokenize
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -119,16 +114,16 @@ def _optional(tp) -> Any | None:
     return None
 
 
-def _describe(tp) -> str:
+def describe_type(tp) -> str:
     tp, _ = _unwrap(tp)
     inner = _optional(tp)
     if inner is not None:
-        return f"{_describe(inner)} or none"
+        return f"{describe_type(inner)} or none"
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"{_describe(args[0])}s"
-        return " ".join(_describe(a) for a in args)
+            return f"{describe_type(args[0])}s"
+        return " ".join(describe_type(a) for a in args)
     return {int: "integer", float: "number", bool: "true/false", str: "text"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
@@ -347,70 +342,3 @@ def _is_flag(token: str) -> bool:
         return False
     except ValueError:
         return True
-
-
-# -- comments: help texts and settings tables ------------------------------------------
-
-
-@functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """Each field's comment from the class source: the trailing one, or the lines above."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    comments: dict[int, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
-    lines = source.splitlines()
-    docs = {}
-    node = ast.parse(source).body[0]
-    for stmt in node.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            own = [comments[n] for n in range(stmt.lineno, stmt.end_lineno + 1) if n in comments]
-            above, n = [], stmt.lineno - 1
-            while n >= 1 and lines[n - 1].strip().startswith("#"):
-                above.insert(0, comments[n])
-                n -= 1
-            docs[stmt.target.id] = " ".join(above + own)
-    return docs
-
-
-def doc_of(config, path: str) -> str:
-    """The comment of a dotted setting, after the comments of the groups it is in."""
-    *groups, leaf = path.split(".")
-    parts = []
-    for g in groups:
-        parts.append(field_docs(type(config)).get(g, ""))
-        config = getattr(config, g)
-    parts.append(field_docs(type(config)).get(leaf, ""))
-    return ": ".join(p for p in parts if p)
-
-
-def format_value(value) -> str:
-    if isinstance(value, tuple):
-        return ", ".join(format_value(v) for v in value) or "(none)"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def settings_rows(config) -> list[tuple[str, str, str]]:
-    """(name, value, comment) of every setting, for the report's settings table."""
-    return [
-        (path, format_value(value), doc_of(config, path)) for path, _, value in field_paths(config)
-    ]
-
-
-def help_text(config) -> str:
-    """One line per setting: ``--name TYPE  comment (default: value)``."""
-    rows = []
-    for (path, tp, value), short in zip(field_paths(config), short_names(config), strict=True):
-        flag = f"--{short.replace('_', '-')} {_describe(tp).upper().replace(' ', '-')}"
-        rows.append((flag, f"{doc_of(config, path)} (default: {format_value(value)})"))
-    width = min(max(len(f) for f, _ in rows), 38)
-    return "\n".join(
-        f"  {flag:<{width}}  {text}" if len(flag) <= width else f"  {flag}\n  {'':<{width}}  {text}"
-        for flag, text in rows
-    )

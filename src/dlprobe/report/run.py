@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from dlprobe import DlprobeError
-from dlprobe.config import from_dict, settings_rows
+from dlprobe.config import from_dict
+from dlprobe.config_help import settings_rows
 from dlprobe.experiments.kit import Experiment, Notes, get_experiment, style
 from dlprobe.report.html import esc, figure_png, fmt, img_tag, page, table
 from dlprobe.runs import read_json, write_bytes, write_json

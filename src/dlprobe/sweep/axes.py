@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlprobe import DlprobeError
-from dlprobe.config import _unwrap, coerce, field_paths, format_value, resolve_name
+from dlprobe.config import _unwrap, coerce, field_paths, resolve_name
+from dlprobe.config_help import format_value
 
 MAX_TRIALS = 10_000  # a typo such as seed=0..1000000 is refused, not expanded
 _RANGE = re.compile(r"^\s*([^.].*?)\.\.(.+?)\s*$")

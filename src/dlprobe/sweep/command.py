@@ -136,7 +136,7 @@ def cmd_sweep(argv: list[str]) -> int:
     if args.help:
         print(USAGE)
         if args.experiment is not None:
-            from dlprobe.config import help_text
+            from dlprobe.config_help import help_text
             from dlprobe.experiments.kit import get_experiment
 
             exp = get_experiment(args.experiment)
