@@ -21,17 +21,11 @@ PyHessian is optional (``pip install pyhessian``); without it those columns stay
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
-import functools
-import gc
-import importlib
 import json
 import math
 import os
 import platform
-import resource
 import statistics
 import time
 import warnings
@@ -44,75 +38,11 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp
 
 from dlprobe import DlprobeError, measure
-from dlprobe.measure._functional import HessianOperator, Objective, eval_mode
+from dlprobe.benchmarks.counting import counting_products, counting_pyhessian_products
+from dlprobe.benchmarks.memory import PeakMemory, sync
+from dlprobe.measure._functional import Objective, eval_mode
 
 MODELS = ("mlp", "resnet18")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class PeakMemory:
-    """Peak memory of a block above the memory held when it starts, in MiB."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.method = (
-            "torch.cuda.max_memory_allocated"
-            if device.type == "cuda"
-            else ("VmHWM (peak RSS, reset per measurement)" if _can_reset_rss() else "ru_maxrss")
-        )
-
-    def __enter__(self) -> PeakMemory:
-        gc.collect()
-        _release_freed_memory()  # else freed blocks still count in the starting RSS
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        elif _can_reset_rss():
-            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-            self._start = _status_kib("VmRSS") * 1024
-        else:  # the lifetime peak: only growth past it shows
-            self._start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        elif _can_reset_rss():
-            peak = _status_kib("VmHWM") * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        self.mib = max(0, peak - self._start) / 2**20
-
-
-def _release_freed_memory() -> None:
-    """Return the C allocator's free blocks to the system (glibc), so that the resident
-    set at the start of a measurement is what is in use."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: free blocks count
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-@functools.cache
-def _can_reset_rss() -> bool:
-    """Whether this Linux lets a process reset its peak RSS (asked once: the test resets it)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        _status_kib("VmHWM")
-    except (OSError, KeyError):
-        return False
-    return True
 
 
 def _problem(name: str, device: torch.device, mlp_widths: Sequence[int], n_mlp: int, n_images: int):
@@ -141,10 +71,10 @@ def _problem(name: str, device: torch.device, mlp_widths: Sequence[int], n_mlp: 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float, object]:
     """(seconds, peak MiB, result) of one call."""
     with PeakMemory(device) as mem:
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         result = fn()
-        _sync(device)
+        sync(device)
         seconds = time.perf_counter() - start
     return seconds, mem.mib, result
 
@@ -284,9 +214,9 @@ def _bench_model(
         }
         reference_top = None
         for name, (ours, reference, n_hvps) in probes.items():
-            sides = {"ours": _counting_products(ours)}
+            sides = {"ours": counting_products(ours)}
             if pyhessian is not None and reference is not None:
-                sides["pyhessian"] = _counting_pyhessian_products(
+                sides["pyhessian"] = counting_pyhessian_products(
                     lambda reference=reference: reference(pyhessian(model, loss_fn, x, y))
                 )
             result = _alternate(sides, 1, device)
@@ -318,53 +248,6 @@ def _bench_model(
                     tight
                 )
     return rows
-
-
-def _counting_products(fn: Callable[[], object]) -> Callable[[], tuple[object, int]]:
-    """``fn`` returning ``(result, Hessian-vector products it made)``."""
-
-    def counted():
-        count = 0
-        original = HessianOperator.__matmul__
-
-        def matmul(self, v):
-            nonlocal count
-            count += 1 if v.ndim == 1 else v.shape[1]
-            return original(self, v)
-
-        HessianOperator.__matmul__ = matmul
-        try:
-            return fn(), count
-        finally:
-            HessianOperator.__matmul__ = original
-
-    return counted
-
-
-def _counting_pyhessian_products(fn: Callable[[], object]) -> Callable[[], tuple[object, int]]:
-    """The same for PyHessian (its module-level ``hessian_vector_product``); a
-    ``RuntimeError`` from PyHessian is returned as the result instead of raised."""
-
-    def counted():
-        # the module, not the class of the same name that pyhessian/__init__ exports
-        module = importlib.import_module("pyhessian.hessian")
-        count = 0
-        original = module.hessian_vector_product
-
-        def product(*args, **kwargs):
-            nonlocal count
-            count += 1
-            return original(*args, **kwargs)
-
-        module.hessian_vector_product = product
-        try:
-            return fn(), count
-        except RuntimeError as error:  # its density calls torch.eig, gone since torch 1.9
-            return error, count
-        finally:
-            module.hessian_vector_product = original
-
-    return counted
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
