@@ -114,3 +114,28 @@ def test_the_escape_claim_fails_when_a_step_raises_the_loss(smoke_run):
 def test_descent_must_be_full_batch_gradient_descent():
     with pytest.raises(DlprobeError, match="descent.batch_size must be 0"):
         EXPERIMENT.make_config("smoke", {"descent.batch_size": 4})
+
+
+def test_each_descent_steps_at_its_saddles_stable_lr(smoke_run):
+    """GD from a saddle runs at descent.lr / λ_max of that saddle (λ_max from the saved
+    spectrum), the same for both starts; above 2 / λ_max it would overshoot, so it is refused."""
+    _, results, cfg = smoke_run
+    lam_max = {r["run"]: r["lambda_max"] for r in _saddles(results)}
+    for end in results["descent_ends"]:
+        assert end["lr"] == pytest.approx(cfg.descent.lr / lam_max[end["run"]], rel=1e-12)
+    with pytest.raises(DlprobeError, match="descent.lr .* must be < 2"):
+        EXPERIMENT.make_config("smoke", {"descent.lr": 2.0})
+
+
+def test_the_stall_claim_fails_when_gradient_descent_raises_the_loss(smoke_run):
+    """A descent whose loss rose (an unstable step) is no stall, whatever the escape did."""
+    _, results, _ = smoke_run
+    claim = "gradient descent from the saddle stalls; after the negative-curvature step it goes on"
+    rose = json.loads(json.dumps(results))
+    for end in rose["descent_ends"]:
+        loss = next(r["loss"] for r in rose["runs"] if r["run"] == end["run"])
+        end["train_loss"] = loss * (50.0 if end["start"] == "saddle" else 40.0)
+    row = {row["claim"]: row for row in notes(rose).fidelity}[claim]
+    assert row["verdict"].startswith(
+        "differs because GD from the saddle raised by 4900.0% (no stall)"
+    )

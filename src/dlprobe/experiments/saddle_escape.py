@@ -1,14 +1,12 @@
 """Lecture L3 (critical points): at a saddle point, a step along the eigenvector of the most
 negative Hessian eigenvalue lowers the loss, while gradient descent from the same point stalls.
 
-Protocol: as for minimal-ratio, seeds of a small network (one population) are trained on the
-loss, then on the squared gradient norm until the norm is below a threshold. A point is
-critical when its float64 gradient norm is below that threshold; at every critical point the
-exact float64 Hessian is diagonalized, and the point is a saddle when its smallest eigenvalue
-λ_min is below -tol (tol = eig_rel_tol · max|λ|), a minimum otherwise. At each saddle: the
-loss along the unit eigenvector u of λ_min against the quadratic model L + ½ λ_min α², out to
-where that model removes ``line_drop`` of the loss; then plain gradient descent for the same
-number of steps from the saddle, and from the saddle moved to the best point of that line.
+Protocol: as for minimal-ratio, seeds of a small network (one population) train on the loss,
+then on the squared gradient norm until it is below a threshold, the criterion of a critical
+point (float64). There the exact float64 Hessian says saddle (λ_min < -eig_rel_tol·max|λ|) or
+minimum. At each saddle: the loss along the unit eigenvector u of λ_min against the quadratic
+model L + ½ λ_min α², out to where that model removes ``line_drop`` of the loss; then gradient
+descent at a stable step (descent.lr / λ_max) from the saddle and from the line's best point.
 """
 
 from __future__ import annotations
@@ -31,9 +29,9 @@ from dlprobe.experiments.kit.sweep import check_batch_sizes, mlp_population, par
 from dlprobe.measure.gradient import population_gradient_norm, population_loss, population_loss_fn
 from dlprobe.measure.hessian import population_hessian
 from dlprobe.models import mlp_param_count
-from dlprobe.train import Population, TrainConfig
+from dlprobe.train import PerModel, Population, TrainConfig
 
-STARTS = ("saddle", "escaped")  # GD from the saddle; GD after one step along u
+STARTS = {"saddle": "from the saddle", "escaped": "after one step along u"}  # GD starts
 STALL = 0.1  # GD "stalls" when it removes less than this share of the loss in its steps
 
 
@@ -48,23 +46,31 @@ class Config:
     # phase 1, the loss; phase 2, the squared gradient norm, each run frozen once its norm is
     # below critical.stop_below_grad_norm, which is also the criterion of a critical point
     train: TrainConfig = TrainConfig(lr=1e-2, epochs=1000, batch_size=0, eval_every_epochs=1000)
-    critical: TrainConfig = TrainConfig(lr=1e-3, epochs=1500, batch_size=0, objective="grad_norm_sq",
-                                        stop_below_grad_norm=1e-3, eval_every_epochs=10)  # fmt: skip
+    critical: TrainConfig = TrainConfig(
+        lr=1e-3,
+        epochs=1500,
+        batch_size=0,
+        objective="grad_norm_sq",
+        stop_below_grad_norm=1e-3,
+        eval_every_epochs=10,
+    )
     eig_rel_tol: PosFloat = 1e-6  # λ < -eig_rel_tol · max|λ| counts as a negative eigenvalue
     # the line along u reaches where ½ λ_min α² removes this share of the saddle's loss
     line_drop: Annotated[float, Bound(gt=0, lt=1)] = 0.5
     line_points: Annotated[int, Bound(ge=5)] = 41  # points on the line, α from -max to max
-    # gradient descent from each saddle and from its escaped point: same optimizer and steps
-    descent: TrainConfig = TrainConfig(optimizer="sgd", lr=0.1, epochs=300, batch_size=0,
-                                       record_steps=True, eval_every_epochs=300)  # fmt: skip
+    # GD from each saddle and from its escaped point, same optimizer and steps; lr in units of
+    # 1/λ_max: each saddle steps at descent.lr / its largest Hessian eigenvalue (< 2: stable)
+    descent: TrainConfig = TrainConfig(
+        optimizer="sgd", lr=1.0, epochs=300, batch_size=0, record_steps=True, eval_every_epochs=300
+    )
 
     def check(self) -> None:
         widths = parse_widths(self.model)
         require(widths[0] == 1 and widths[-1] == 1, "model must map 1 input to 1 output")
-        require(self.critical.stop_below_grad_norm > 0, "critical.stop_below_grad_norm must "
-                "be > 0: it is the criterion of a critical point")  # fmt: skip
+        require(self.critical.stop_below_grad_norm > 0, "critical.stop_below_grad_norm must be > 0")
         require(self.descent.record_steps, "descent.record_steps must be on (loss per step)")
         require(self.descent.batch_size == 0, "descent.batch_size must be 0: gradient descent")
+        require(self.descent.lr < 2, f"descent.lr (× 1/λ_max) must be < 2, got {self.descent.lr:g}")
         check_batch_sizes([self.train.batch_size, self.critical.batch_size], self.n_points)
 
 
@@ -77,8 +83,7 @@ PROFILES = {
 
 
 def _points(cfg: Config, pop: Population, data: Dataset, diverged: set[int]) -> dict:
-    """Loss and gradient norm of every run (float64); Hessian spectrum of the critical ones,
-    and for each saddle the line along its most negative eigenvector."""
+    """Float64 loss and gradient norm of every run; spectra at critical ones, u's line at saddles."""
     x, y = data.x_train.double(), data.y_train.double()
     params = {n: p.detach().double() for n, p in pop.params.items()}
     loss = population_loss(pop.base, params, F.mse_loss, x, y)  # (K,)
@@ -116,9 +121,9 @@ def _points(cfg: Config, pop: Population, data: Dataset, diverged: set[int]) -> 
     return {"runs": rows, "lines": lines, "escapes": escapes}
 
 
-def _descend(cfg: Config, ctx: RunContext, pop: Population, data: Dataset, escapes: dict):
+def _descend(cfg: Config, ctx: RunContext, pop: Population, data: Dataset, found: dict):
     """Gradient descent from every saddle and from its escaped point: per-step losses."""
-    saddles = sorted(escapes)
+    escapes, saddles = found["escapes"], sorted(found["escapes"])
     models = {"saddle": [pop.model(k) for k in saddles], "escaped": []}
     for k in saddles:
         model = pop.model(k)
@@ -126,15 +131,16 @@ def _descend(cfg: Config, ctx: RunContext, pop: Population, data: Dataset, escap
         models["escaped"].append(model)
     curves, ends = [], []
     steps = np.unique(np.geomspace(1, cfg.descent.epochs, 60).astype(int)) - 1  # log-spaced
+    per_saddle = PerModel(lr=[cfg.descent.lr / found["runs"][k]["lambda_max"] for k in saddles])
     for start in STARTS:
         descent = Population.from_models(models[start], [pop.seeds[k] for k in saddles])
-        hist = ctx.train(f"descent-from-{start}", descent, data, cfg.descent)
+        hist = ctx.train(f"descent-from-{start}", descent, data, cfg.descent, per_model=per_saddle)
         loss = np.array(hist.step_loss)  # (steps, S): the loss before each step, to divergence
         final = hist.final_records()
-        for j, k in enumerate(saddles):
+        for j, (k, lr) in enumerate(zip(saddles, per_saddle.lr, strict=True)):
             curves += [{"run": k, "start": start, "step": int(t), "loss": float(loss[t, j])}
                        for t in steps if t < len(loss)]  # fmt: skip
-            ends.append({"run": k, "seed": pop.seeds[k], "start": start, **final[j]})
+            ends.append({"run": k, "seed": pop.seeds[k], "start": start, "lr": lr, **final[j]})
     return curves, ends
 
 
@@ -150,20 +156,14 @@ def run(cfg: Config, ctx: RunContext) -> dict:
         k = r["run"]
         h = phase1 if phase1.diverged_at_epoch[k] is not None else phase2
         r.update(diverged_at_epoch=h.diverged_at_epoch[k], diverged_reason=h.diverged_reason[k])
-    curves, ends = _descend(cfg, ctx, pop, data, found["escapes"]) if found["escapes"] else ([], [])
+    curves, ends = _descend(cfg, ctx, pop, data, found) if found["escapes"] else ([], [])
+    setup = {"widths": widths, "params": mlp_param_count(widths, cfg.activation),
+             "activation": cfg.activation, "function": cfg.function, "n_points": cfg.n_points,
+             "threshold": cfg.critical.stop_below_grad_norm, "eig_rel_tol": cfg.eig_rel_tol,
+             "line_drop": cfg.line_drop, "descent_lr": cfg.descent.lr,
+             "descent_steps": cfg.descent.epochs}  # fmt: skip
     return {
-        "setup": {
-            "widths": widths,
-            "params": mlp_param_count(widths, cfg.activation),
-            "activation": cfg.activation,
-            "function": cfg.function,
-            "n_points": cfg.n_points,
-            "threshold": cfg.critical.stop_below_grad_norm,
-            "eig_rel_tol": cfg.eig_rel_tol,
-            "line_drop": cfg.line_drop,
-            "descent_lr": cfg.descent.lr,
-            "descent_steps": cfg.descent.epochs,
-        },  # fmt: skip
+        "setup": setup,
         "runs": found["runs"],
         "lines": found["lines"],
         "curves": curves,
@@ -199,7 +199,7 @@ def _descent_figure(results: dict):
                 if r["start"] == start and (r["run"], start) not in bad]  # fmt: skip
         if rows:
             steps, runs = series(rows, "step", "rel")
-            label = "from the saddle" if start == "saddle" else "after one step along u"
+            label = f"{STARTS[start]} (n={len(runs)})"
             mean_band(ax, np.array(steps) + 1, runs, label, COLORS[i], log=True)
     if ax.lines:
         ax.set(xscale="log", yscale="log")
@@ -207,7 +207,8 @@ def _descent_figure(results: dict):
     else:
         no_data(ax, "no saddle with a descent that did not diverge")
     ax.set(xlabel="gradient descent step + 1", ylabel="L / L(saddle)",
-           title=f"Full-batch GD at lr {results['setup']['descent_lr']:g} (geometric mean, band min-max)")  # fmt: skip
+           title=f"Full-batch GD at lr {results['setup']['descent_lr']:g}/λ_max of each saddle "
+                 "(geometric mean, band min-max)")  # fmt: skip
     return fig
 
 
@@ -282,17 +283,20 @@ def _descent_notes(results: dict, summary: dict) -> tuple[list[str], dict]:
     gd, esc = (np.array([1 - p[i] / p[1] for p in pairs]) for i in (2, 3))  # relative decrease
     summary["median relative loss decrease of the descent: from the saddle / escaped"] = [
         float(np.median(gd)), float(np.median(esc))]  # fmt: skip
-    line = (f"Over {setup['descent_steps']} full-batch GD steps at lr {setup['descent_lr']:g} "
-            f"(n = {len(pairs)} saddles) the loss falls by a median {100 * np.median(gd):.1f}% "
-            f"from the saddle (range {100 * gd.min():.1f}-{100 * gd.max():.1f}%) and by "
-            f"{100 * np.median(esc):.1f}% from the escaped point (range {100 * esc.min():.1f}-"
-            f"{100 * esc.max():.1f}%); the escape does better at {int((esc > gd).sum())} of "
+    lrs = [r["lr"] for r in results["descent_ends"]]
+    line = (f"Over {setup['descent_steps']} full-batch GD steps at lr {setup['descent_lr']:g}/λ_max "
+            f"of each saddle (lr {sci(min(lrs))}-{sci(max(lrs))}; n = {len(pairs)} saddles) the "
+            f"loss's relative decrease is a median {100 * np.median(gd):.1f}% from the saddle "
+            f"(range {100 * gd.min():.1f}-{100 * gd.max():.1f}%) and {100 * np.median(esc):.1f}% "
+            f"from the escaped point (range {100 * esc.min():.1f}-{100 * esc.max():.1f}%; "
+            f"negative: the loss rose); the escape does better at {int((esc > gd).sum())} of "
             f"{len(pairs)} saddles.")  # fmt: skip
     measured = f"median decrease {100 * np.median(gd):.1f}% from the saddle, {100 * np.median(esc):.1f}% after the step"
-    ok = np.median(gd) < STALL and np.median(esc) > np.median(gd)
-    why = (f"GD from the saddle lost {100 * np.median(gd):.1f}% of the loss (stall: under "
-           f"{100 * STALL:g}%) in {setup['descent_steps']} steps, the escaped start "
-           f"{100 * np.median(esc):.1f}%")  # fmt: skip
+    ok = 0 <= np.median(gd) < STALL and np.median(esc) > np.median(gd)
+    m = np.median(gd)  # a rise is an unstable step, not a stall
+    did = f"lost {100 * m:.1f}%" if m >= 0 else f"raised by {-100 * m:.1f}% (no stall)"
+    why = (f"GD from the saddle {did} of the loss (stall: 0 to {100 * STALL:g}%) in "
+           f"{setup['descent_steps']} steps, the escaped start {100 * np.median(esc):.1f}%")  # fmt: skip
     return [line], fidelity_row(*claim, measured, ok, why)
 
 
@@ -310,10 +314,8 @@ def notes(results: dict) -> Notes:
            f"{sci(min(r['grad_norm'] for r in far))}-{sci(max(r['grad_norm'] for r in far))})" if far else "")
         + "."
     ]  # fmt: skip
-    fidelity = []
-    for part in (_line_notes, _descent_notes):
-        more, row = part(results, summary)
-        lines, fidelity = lines + more, [*fidelity, row]
+    parts = [part(results, summary) for part in (_line_notes, _descent_notes)]
+    lines, fidelity = lines + [s for more, _ in parts for s in more], [row for _, row in parts]
     lines += diverged_lines(runs, "are left out", keys=("run",))
     lines += diverged_lines(results["descent_ends"], "are left out of the descent comparison",
                             keys=("run", "start"))  # fmt: skip
