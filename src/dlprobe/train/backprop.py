@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlprobe.models.activations import Cos
+from dlprobe.train.flat import move_to_flat
 from dlprobe.train.population import Population
 
 # torch.selu is elu with these constants (ATen's SELU_ALPHA and SELU_SCALE); its gradient
@@ -59,12 +60,10 @@ class SequentialBackprop:
         self.pop, self.loss = pop, loss
         self.plan = pop._plan
         self.first_linear = next(i for i, (kind, _, _) in enumerate(self.plan) if kind == "linear")
-        self.grads = {}  # gradient buffers, kept from step to step
-        for kind, name, _ in self.plan:
-            if kind == "linear":
-                self.grads[f"{name}.weight"] = torch.empty_like(pop.params[f"{name}.weight"])
-                if f"{name}.bias" in pop.params:
-                    self.grads[f"{name}.bias"] = torch.empty_like(pop.params[f"{name}.bias"])
+        # gradient buffers, kept from step to step, laid out as the parameters are (one
+        # flat buffer, see dlprobe.train.flat): fused Adam then steps all in one call
+        self.grads = {n: torch.empty_like(p) for n, p in pop.params.items()}
+        move_to_flat(list(self.grads.values()))
         self._saved: list = []
 
     @classmethod

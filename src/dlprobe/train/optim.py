@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from dlprobe import DlprobeError
+from dlprobe.train.flat import ALIGN, flat_buffer, move_to_flat
 
 # torch.optim's defaults, as make_optimizer uses them
 _BETAS = (0.9, 0.999)
@@ -184,11 +185,18 @@ class FusedAdamStep:
     """A ``torch.optim.Adam`` or ``AdamW`` built with ``fused=True``, stepped with less overhead.
 
     ``step`` calls the kernel that torch's own ``step`` calls (``torch._fused_adam_`` or
-    ``_fused_adamw_``) with the same tensors and settings, so the parameters and state are
-    bitwise torch's; it skips the per-call work around the kernel (hooks, profiling
-    records, regrouping the tensors by device), about 0.4 ms of a 3-model tiny step on a
-    2-core CPU. The state lives in the wrapped optimizer: ``param_groups``, ``state_dict``
-    and ``load_state_dict`` are torch's.
+    ``_fused_adamw_``) with the same settings, so the parameters and state are bitwise
+    torch's; it skips the per-call work around the kernel (hooks, profiling records,
+    regrouping the tensors by device), about 0.4 ms of a 3-model tiny step on a 2-core CPU.
+    Where the parameters and their gradients each lie in one flat buffer
+    (``dlprobe.train.flat``: a population's stacked parameters, the written-out backward
+    pass's gradients), the state is laid out the same way and one kernel call steps every
+    tensor, provided every tensor's length is a multiple of ``ALIGN`` (16): the CPU kernel
+    runs each thread's range in vectors and its last ``length % 8`` (or 16) elements in a
+    scalar loop, which can round differently; with such lengths no element falls in a
+    scalar tail, over the flat buffer or tensor by tensor, so the bits are torch's (tests
+    check). The state lives in the wrapped optimizer: ``param_groups``, ``state_dict`` and
+    ``load_state_dict`` are torch's.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
@@ -202,6 +210,8 @@ class FusedAdamStep:
         self.kernel = (
             torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
         )
+        self.flat_steps = 0  # steps taken with one kernel call over flat buffers (for tests)
+        self.uneven = False  # whether some parameter has stepped without the others
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -211,29 +221,41 @@ class FusedAdamStep:
 
     def load_state_dict(self, saved: dict) -> None:
         self.optimizer.load_state_dict(saved)
+        state = self.optimizer.state
+        for group in self.param_groups:
+            params = [p for p in group["params"] if state[p]]
+            steps = {float(state[p]["step"]) for p in params}
+            some = 0 < len(params) < len(group["params"])
+            self.uneven = self.uneven or len(steps) > 1 or some
+            if params and not self.uneven and flat_buffer(params) is not None:
+                for kind in ("exp_avg", "exp_avg_sq"):
+                    move_to_flat([state[p][kind] for p in params])
 
     @torch.no_grad()
     def step(self) -> None:
         state = self.optimizer.state
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if not state[p]:  # torch.optim.Adam's lazy initialisation for fused=True
-                    state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state[p]["exp_avg_sq"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
             if not params:
                 continue
+            new = [p for p in params if not state[p]]
+            if new:  # torch.optim.Adam's lazy initialisation for fused=True
+                self._init_state(new)
             steps = [state[p]["step"] for p in params]
             torch._foreach_add_(steps, 1)
-            beta1, beta2 = group["betas"]
-            self.kernel(
+            tensors = (
                 params,
                 [p.grad for p in params],
                 [state[p]["exp_avg"] for p in params],
                 [state[p]["exp_avg_sq"] for p in params],
+            )
+            flat = self._flat(group, tensors, steps)
+            if flat is not None:
+                self.flat_steps += 1
+                tensors, steps = flat
+            beta1, beta2 = group["betas"]
+            self.kernel(
+                *tensors,
                 [],
                 steps,
                 amsgrad=False,
@@ -246,3 +268,28 @@ class FusedAdamStep:
                 grad_scale=None,
                 found_inf=None,
             )
+
+    def _init_state(self, params: list[torch.Tensor]) -> None:
+        """Zero state for ``params``, as torch.optim.Adam makes it; one flat buffer per
+        kind when the parameters lie in one (then all are made at once)."""
+        state = self.optimizer.state
+        for p in params:
+            state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state[p]["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if flat_buffer(params) is not None:
+            for kind in ("exp_avg", "exp_avg_sq"):
+                move_to_flat([state[p][kind] for p in params])
+
+    def _flat(self, group: dict, tensors: tuple, steps: list[torch.Tensor]):
+        """([params], [grads], [exp_avg], [exp_avg_sq]) as one flat buffer each and one step
+        tensor, when every parameter of ``group`` steps and all four lie in flat buffers;
+        else None (the kernel then steps tensor by tensor)."""
+        if len(tensors[0]) != len(group["params"]):
+            self.uneven = True  # their step counts differ from now on
+        if self.uneven or any(p.numel() % ALIGN for p in tensors[0]):
+            return None  # see the class docstring
+        buffers = [flat_buffer(ts) for ts in tensors]
+        if any(b is None for b in buffers):
+            return None
+        return [[b] for b in buffers], steps[:1]  # every step count is the same

@@ -7,8 +7,10 @@ BatchNorm or maxout) takes a shorter road to the same numbers: one batched matri
 per layer, which skips vmap's per-call overhead (about twice as fast for small models). The training objective is the SUM
 of the K per-model losses, so each stacked slice receives exactly its own model's
 gradient, and element-wise optimizers over the stacked tensors are K independent
-optimizers. Models with BatchNorm running statistics cannot be vmapped; they are kept
-as K separate modules behind the same interface.
+optimizers. The stacked parameters lie in one flat buffer (``dlprobe.train.flat``), so an
+element-wise optimizer kernel can step them in one call; each is still its own leaf
+tensor. Models with BatchNorm running statistics cannot be vmapped; they are kept as K
+separate modules behind the same interface.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from dlprobe import DlprobeError
 from dlprobe.models.activations import Cos
+from dlprobe.train.flat import move_to_flat
 
 # Modules that act element-wise and hold no parameters: applying one to a (K, B, H)
 # tensor is applying it to each model's (B, H) slice.
@@ -112,6 +115,8 @@ class Population:
         if self.batched:
             params, buffers = stack_module_state(models)
             self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+            if len({(p.dtype, p.device) for p in self.params.values()}) == 1:
+                move_to_flat(list(self.params.values()))  # one kernel call steps them all
             self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
             self.base = copy.deepcopy(models[0]).to("meta")
             self._plan = _sequential_plan(self.base)
