@@ -36,6 +36,14 @@ def test_epoch_losses_are_the_mean_minibatch_loss_of_each_epoch():
     assert np.isnan(out[:, 2]).all()
 
 
+@pytest.mark.parametrize("step_loss", [[], [[math.nan, math.nan]]])
+def test_epoch_losses_of_a_population_that_diverged_in_its_first_epoch_are_all_nan(step_loss):
+    """Every model diverged before one epoch was complete (the quick profile's relu at lr
+    x100): no epoch has a mean, and nothing fails on the empty reshape."""
+    out = epoch_losses(History(seeds=[0, 1], step_loss=step_loss), steps=22, epochs=3)
+    assert out.shape == (2, 3) and np.isnan(out).all()
+
+
 def test_top_eigenvalue_equals_the_exact_hessians_largest(smoke_run):
     """The Hessian figure's points, against the exact float64 Hessian of the model rebuilt
     from its snapshot with BatchNorm statistics recomputed on the training set."""
