@@ -30,6 +30,16 @@ from .plotting import COLORS, new_figure, no_data
 from .stats import column, sci
 
 AT_CRITICAL = {FINE: "at a critical point", NOT_CONVERGED: "no critical point reached"}
+# Phase 2 of critical-points and saddle-escape: full-batch Adam on the squared gradient norm,
+# each run frozen once its norm is below stop_below_grad_norm (checked every 10 epochs)
+GRAD_NORM_PHASE = TrainConfig(
+    lr=1e-3,
+    epochs=1500,
+    batch_size=0,
+    objective="grad_norm_sq",
+    stop_below_grad_norm=1e-3,
+    eval_every_epochs=10,
+)
 OUTCOME_COLORS = {FINE: COLORS[0], NOT_CONVERGED: COLORS[1], DIVERGED: COLORS[3]}
 
 
