@@ -212,6 +212,7 @@ class FusedAdamStep:
         )
         self.flat_steps = 0  # steps taken with one kernel call over flat buffers (for tests)
         self.uneven = False  # whether some parameter has stepped without the others
+        self._flat_cache: tuple[list, list | None] = ([], None)  # tensors, their buffers
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -221,6 +222,7 @@ class FusedAdamStep:
 
     def load_state_dict(self, saved: dict) -> None:
         self.optimizer.load_state_dict(saved)
+        self._flat_cache = ([], None)
         state = self.optimizer.state
         for group in self.param_groups:
             params = [p for p in group["params"] if state[p]]
@@ -273,6 +275,7 @@ class FusedAdamStep:
         """Zero state for ``params``, as torch.optim.Adam makes it; one flat buffer per
         kind when the parameters lie in one (then all are made at once)."""
         state = self.optimizer.state
+        self._flat_cache = ([], None)
         for p in params:
             state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
             state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -287,9 +290,16 @@ class FusedAdamStep:
         else None (the kernel then steps tensor by tensor)."""
         if len(tensors[0]) != len(group["params"]):
             self.uneven = True  # their step counts differ from now on
-        if self.uneven or any(p.numel() % ALIGN for p in tensors[0]):
-            return None  # see the class docstring
-        buffers = [flat_buffer(ts) for ts in tensors]
-        if any(b is None for b in buffers):
+        if self.uneven:
             return None
-        return [[b] for b in buffers], steps[:1]  # every step count is the same
+        # the layout is checked once for the same tensors (the list holds them, so no new
+        # tensor can take an old one's place); loading or making state checks anew
+        same = [t for ts in tensors for t in ts]
+        cached, flat = self._flat_cache
+        if len(same) != len(cached) or any(a is not b for a, b in zip(same, cached, strict=False)):
+            buffers = [flat_buffer(ts) for ts in tensors]
+            flat = [[b] for b in buffers]
+            if any(b is None for b in buffers) or any(p.numel() % ALIGN for p in tensors[0]):
+                flat = None  # see the class docstring
+            self._flat_cache = same, flat
+        return None if flat is None else (flat, steps[:1])  # every step count is the same
