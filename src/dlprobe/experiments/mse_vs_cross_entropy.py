@@ -339,7 +339,7 @@ EXPERIMENT = Experiment(
         "curves": "network at each loss's selected lr: training loss (each its own) and "
         "validation accuracy per epoch, mean and min-max band over the same seeds",
     },
-    quick_minutes=0.3,  # 0.6 min measured at load 6 on 2 cores (3x oversubscribed)
+    quick_minutes=0.4,  # 23 s CPU, 1 torch thread, load ~10 (see git log)
     full_differs="digits, a 64 MLP, 3 seeds, 10 epochs at batch 128 and 3 lrs instead of "
     "MNIST, 256-256, 5 seeds, 30 epochs at batch 64 and 5 lrs.",
 )
