@@ -55,8 +55,9 @@ class Config:
     seeds: PosInt = 10  # networks (and SA chains from the same initial weights)
     seed: Seed = 0  # base seed: network i uses seed + i; starts and proposals use it too
     # the network's GD: full batch (batch_size 0), so a step is one gradient of the loss
-    train: TrainConfig = TrainConfig(optimizer="sgd", lr=0.3, epochs=1000, batch_size=0,
-                                     eval_every_epochs=25)  # fmt: skip
+    train: TrainConfig = TrainConfig(
+        optimizer="sgd", lr=0.3, epochs=1000, batch_size=0, eval_every_epochs=25
+    )
     network_annealing: Annealing = Annealing(t_start=1e-2, t_end=1e-6, step=0.02)
     evaluations_per_gradient: PosFloat = 3.0  # loss evaluations one GD step counts as
     windows: Annotated[int, Bound(ge=2)] = 40  # parts of the schedule with an acceptance rate
@@ -343,7 +344,7 @@ EXPERIMENT = Experiment(
         "network": "left: training loss against loss evaluations spent; right: each seed's "
         "final loss, GD against SA from the same initial weights",
     },
-    quick_minutes=0.5,
+    quick_minutes=0.5,  # 28 s CPU, 1 torch thread, load ~10 (see git log)
     full_differs="the presentation shows one 1-D example; full runs 1000 starts, 5000 GD "
     "steps on the functions and 50 networks for 20 000 GD steps",
 )
