@@ -201,7 +201,8 @@ def _batch_figure(results: dict):
     sizes = sorted(per)
     time.plot(sizes, [per[b]["seconds"] for b in sizes], "o-", color=COLORS[0])
     for b in sizes:
-        time.annotate(f"{math.ceil(n_train / b)} steps/epoch", (b, per[b]["seconds"]), fontsize=7)
+        steps = math.ceil(n_train / b)
+        time.annotate(f"{steps} step{'s' * (steps > 1)}/epoch", (b, per[b]["seconds"]), fontsize=7)
     time.set(yscale="log", ylabel="wall seconds per epoch (whole population)",
              title=f"Time per epoch on {results['setup']['device']}")  # fmt: skip
     for i, key in enumerate(("train_accuracy", "test_accuracy")):
@@ -210,8 +211,9 @@ def _batch_figure(results: dict):
             acc.scatter([b * (1.06 if i else 0.94)] * len(ys), ys, s=12, color=COLORS[i])
         means = [np.mean([r[key] for r in per[b]["fine"]]) if per[b]["fine"] else np.nan
                  for b in sizes]  # fmt: skip
-        n = min(len(per[b]["fine"]) for b in sizes)
-        acc.plot(sizes, means, color=COLORS[i], label=f"{key.replace('_', ' ')} (mean, n≥{n})")
+        ns = {len(per[b]["fine"]) for b in sizes}  # runs per batch size: one n, or the fewest
+        n = f"n={ns.pop()}" if len(ns) == 1 else f"n≥{min(ns)}"
+        acc.plot(sizes, means, color=COLORS[i], label=f"{key.replace('_', ' ')} (mean, {n} each)")
     drawn = any(per[b]["fine"] for b in sizes)
     if not drawn:
         no_data(acc, "every run diverged")
