@@ -11,10 +11,16 @@ import ast
 import functools
 import inspect
 import io
+import re
 import textwrap
 import tokenize
 
 from dlprobe.config import describe_type, field_paths, short_names
+
+# a comment (or the end of one) addressed to a tool, not to users: the directives of
+# the formatter (fmt: skip), linters (noqa), type checkers (type: ignore) and coverage
+# (pragma: no cover); never part of a description
+TOOL_COMMENT = re.compile(r"\s*#\s*(?:fmt:|noqa|type:|pragma:)[^#]*")
 
 
 @functools.cache
@@ -26,8 +32,11 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     comments: dict[int, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        if tok.type != tokenize.COMMENT:
+            continue
+        text = TOOL_COMMENT.sub("", tok.string).lstrip("#").strip()
+        if text:
+            comments[tok.start[0]] = text
     lines = source.splitlines()
     docs = {}
     node = ast.parse(source).body[0]
@@ -36,7 +45,8 @@ def field_docs(cls: type) -> dict[str, str]:
             own = [comments[n] for n in range(stmt.lineno, stmt.end_lineno + 1) if n in comments]
             above, n = [], stmt.lineno - 1
             while n >= 1 and lines[n - 1].strip().startswith("#"):
-                above.insert(0, comments[n])
+                if n in comments:
+                    above.insert(0, comments[n])
                 n -= 1
             docs[stmt.target.id] = " ".join(above + own)
     return docs
