@@ -317,7 +317,8 @@ EXPERIMENT = Experiment(
         "dinh-audit": "largest relative change of each indicator when layer 0 is scaled by "
         "a and layer 1 by 1/a (the same function); dashed: the tolerance",
     },
-    quick_minutes=5.0,
+    # 185 s of CPU time at one thread (OMP_NUM_THREADS=1); 14.2 min wall at load 7-10, nice 19
+    quick_minutes=3.1,
     full_differs="digits, 300 training examples, 16 populations of 8 models (2 values per "
     "axis) instead of 3 values per axis on the whole digits training set (2187 models).",
 )

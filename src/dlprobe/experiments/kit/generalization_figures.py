@@ -202,7 +202,7 @@ def scatter_figure(results: dict):
         if v.size and v.min() > 0 and v.max() > 10 * v.min():
             ax.set_xscale("log")
         ax.set(xlabel=top[i]["label"], ylabel="gap: test error - training error")
-        ax.set_title(f"tau = {top[i]['tau']:.2f}", fontsize=9)
+        ax.set_title(f"oriented tau = {top[i]['tau']:.2f} (n={top[i]['n']})", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
