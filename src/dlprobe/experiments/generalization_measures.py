@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-import torch
-
 from dlprobe.config import Bound, Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Seed
 from dlprobe.experiments.kit import (
     DatasetName,
@@ -47,12 +45,9 @@ from dlprobe.experiments.kit.outcomes import (
 from dlprobe.experiments.kit.stats import diverged_lines
 from dlprobe.models import MLP
 from dlprobe.train import (
-    Checkpoint,
-    History,
     PerModel,
     Population,
     TrainConfig,
-    train_population,
 )
 
 Dropout = Annotated[float, Bound(ge=0, lt=1)]
@@ -181,7 +176,7 @@ def _population(ctx, cfg: Config, data, probe: Probe, group: tuple, dinh: list) 
         weight_decay=[wd for _, wd, _ in settings],
         label_noise=[p for _, _, p in settings],
     )
-    hist = _train(ctx, key, pop, data, replace(cfg.train, batch_size=batch), per_model)
+    hist = ctx.train(key, pop, data, replace(cfg.train, batch_size=batch), per_model=per_model)
     spread = collapse_probe(pop, data.x_train, data.y_train)
     rows = []
     for k, (f, wd, noise) in enumerate(settings):
@@ -199,23 +194,6 @@ def _population(ctx, cfg: Config, data, probe: Probe, group: tuple, dinh: list) 
                 m, w0, probe, data, cfg.dinh_factor))  # fmt: skip
             dinh.append({"group": key, "model": k, **audit})
     return rows
-
-
-def _train(ctx, key: str, pop, data, train: TrainConfig, per_model: PerModel) -> History:
-    """``ctx.train`` with per-model settings: a resumable stage, dropout masks drawn from a
-    generator seeded per stage (so a run does not depend on what ran before it)."""
-
-    def compute(partial: Checkpoint) -> dict:
-        ctx.log(f"training {key}: {pop.size} models, up to {train.epochs} epochs")
-        ckpt = Checkpoint(partial.path, every_epochs=max(1, train.epochs // 10))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(pop.seeds[0])
-            hist = train_population(pop, data, train, checkpoint=ckpt, per_model=per_model)
-        return {"history": hist.state(), "population": pop.state()}
-
-    result = ctx.stage(key, compute)
-    pop.load_state(result["population"])
-    return History.from_state(result["history"])
 
 
 def _probe(model, initial, probe: Probe, row: dict) -> dict:
