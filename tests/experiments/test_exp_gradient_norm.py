@@ -1,12 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from exp_util import load_results
 
 from dlprobe import DlprobeError
 from dlprobe.data import function_dataset, load_dataset
-from dlprobe.experiments.gradient_norm import EXPERIMENT, notes
+from dlprobe.experiments.gradient_norm import EXPERIMENT, _moving_median, notes
 from dlprobe.models import build_model
 from dlprobe.train import default_loss
 
@@ -125,3 +126,16 @@ def test_bad_settings_are_rejected_before_training():
         EXPERIMENT.make_config(changes={"dataset_train.record_steps": False})
     with pytest.raises(DlprobeError, match="ambiguous"):
         EXPERIMENT.make_config(changes={"epochs": 3})
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+@pytest.mark.parametrize("window", [1, 2, 5, 51])
+def test_moving_median_is_the_median_of_each_shrinking_window(window):
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(2, 3, 120))
+    v[0, 1, 40:70] = np.nan  # a diverged stretch
+    v[1, 2] = np.nan  # a run with no value
+    half = window // 2
+    for i in (0, 1, half, 60, 119):
+        want = np.nanmedian(v[..., max(0, i - half) : i + half + 1], axis=-1)
+        np.testing.assert_array_equal(_moving_median(v, window)[..., i], want)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from dlprobe.data import DATASETS, FUNCTIONS
 from dlprobe.experiments.kit import (
@@ -153,13 +154,9 @@ def _runs(results: dict, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def _moving_median(v: np.ndarray, window: int) -> np.ndarray:
     """Centred running median along the last axis (shrinking window at the ends)."""
     half = window // 2
-    return np.stack(
-        [
-            np.nanmedian(v[..., max(0, i - half) : i + half + 1], axis=-1)
-            for i in range(v.shape[-1])
-        ],
-        axis=-1,
-    )
+    pad = [(0, 0)] * (v.ndim - 1) + [(half, half)]  # NaN beyond the ends: nanmedian skips it
+    padded = np.pad(np.asarray(v, dtype=float), pad, constant_values=np.nan)
+    return np.nanmedian(sliding_window_view(padded, 2 * half + 1, axis=-1), axis=-1)
 
 
 def figures(results: dict) -> dict:
