@@ -79,6 +79,16 @@ PROBES = {
     "critical_sample_ratio": lambda m, x, y: measure.critical_sample_ratio(m, x, 0.1, steps=3),
     "linear_regions": lambda m, x, y: measure.linear_regions(m, x[0], x[1], x[2], resolution=8),
     "path_transitions": lambda m, x, y: measure.path_transitions(m, x[:6]),
+    "pac_bayes_flatness": lambda m, x, y: measure.pac_bayes_flatness(
+        m,
+        F.cross_entropy,
+        x,
+        y,
+        initial=_flat(_other(m)),
+        n_train=12,
+        samples=2,
+        bisection_steps=3,
+    ),
     # the same probes with their newer options: batches, parameter blocks, precision
     "gradient_norm-batches-params": lambda m, x, y: measure.gradient_norm(
         m, F.cross_entropy, _batches(x, y), params=["1.weight"], dtype=torch.float64
