@@ -57,7 +57,7 @@ def _needs_loop(model: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """``torch.manual_seed(seed)`` for the CPU generator and ``device``'s, undone on exit.
 
     Seeds only the generators it restores: ``torch.manual_seed`` would also reseed every
@@ -93,7 +93,7 @@ class Population:
         device = torch.device(device)
         models = []
         for seed in seeds:
-            with _seeded(seed, device):
+            with seeded(seed, device):
                 models.append(factory().to(device))
         self._init_from_models(models, seeds)
 

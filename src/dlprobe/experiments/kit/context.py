@@ -24,7 +24,7 @@ import torch
 from dlprobe.data import Dataset, function_dataset, load_dataset
 from dlprobe.train import Checkpoint, History, PerModel, Population, TrainConfig, train_population
 from dlprobe.train.checkpoint import atomic_torch_save, load_checkpoint_file
-from dlprobe.train.population import _seeded
+from dlprobe.train.population import seeded
 
 
 @dataclass
@@ -129,7 +129,7 @@ class RunContext:
             # what draws from the global generator while training (dropout masks) starts
             # from the stage's own seed, whatever ran before it in this process
             seed = zlib.crc32(f"{key}/{pop.seeds[0]}".encode())
-            with self._tracker(key, cfg) as progress, _seeded(seed, pop.device):
+            with self._tracker(key, cfg) as progress, seeded(seed, pop.device):
                 hist = train_population(
                     pop,
                     data,
