@@ -344,7 +344,7 @@ EXPERIMENT = Experiment(
         "directions through the final weights, with the training trajectory projected on it",
         "surface-3d": "the same plane as a 3-D surface (height: log10 training loss)",
     },
-    quick_minutes=0.2,
+    quick_minutes=0.3,
     full_differs="quick trains 4 seeds for 2000 epochs and draws 150 samples per radius; "
     "full: 8 seeds, 10 000 epochs, 500 samples per radius, a 61x61 surface.",
 )

@@ -340,7 +340,7 @@ EXPERIMENT = Experiment(
         "geometric mean over seeds of a running median"
         for task in TASKS
     },
-    quick_minutes=0.1,
+    quick_minutes=0.2,
     full_differs="300 epochs on the function and 20 on mnist1d with 3 seeds; the full "
     "profile trains 1000 epochs on the function and 10 on MNIST with 5 seeds.",
 )

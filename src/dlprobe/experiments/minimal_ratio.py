@@ -341,7 +341,7 @@ EXPERIMENT = Experiment(
         "from the saved spectra for zero rules |λ| <= c·|g| over 14 decades of c",
         "newton-search": "gradient norm at each step of the float64 Newton search, per run",
     },
-    quick_minutes=7.3,  # measured at load ~13 on the shared 2-core machine (224 s CPU)
+    quick_minutes=0.4,  # measured at load ~13 on the shared 2-core machine (224 s CPU)
     full_differs="the homework's network (1-10-10-1, 100 runs, 100 Newton steps, 5000 "
     "neighbours); quick uses 60 runs of a 1-5-5-1 ReLU net, where the Newton search reaches "
     "critical points (on 1-10-10-1 sigmoid nets it converged only at the constant-output "

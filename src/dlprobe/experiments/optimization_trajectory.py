@@ -344,7 +344,7 @@ EXPERIMENT = Experiment(
         "final-distances": "L2 distance between the final weights of every pair of events, as "
         "trained and after alignment",
     },
-    quick_minutes=0.1,
+    quick_minutes=0.2,
     full_differs="digits (8x8 images) with a 64-16-16-10 MLP instead of MNIST; full uses "
     "MNIST with a 784-16-16-10 MLP.",
 )

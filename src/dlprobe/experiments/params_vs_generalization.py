@@ -307,7 +307,7 @@ EXPERIMENT = Experiment(
         "accuracy": "final training and test accuracy against the number of parameters (log "
         "scale); line = mean over seeds, band = min-max",
     },
-    quick_minutes=0.5,
+    quick_minutes=0.4,
     full_differs="MLPs with 2 hidden layers on scikit-learn's 8x8 digits, 300 to 100 000 "
     "parameters, instead of the homework's CNNs on CIFAR-10 up to 4.5 M parameters (the "
     "full profile).",

@@ -355,7 +355,7 @@ EXPERIMENT = Experiment(
         "label noise; markers: runs by outcome, line: mean of the fine runs (geometric on log "
         "axes)",
     },
-    quick_minutes=0.8,
+    quick_minutes=0.7,
     full_differs="scikit-learn's 8x8 digits (1347 training examples, 100 epochs) and a 3x128 "
     "MLP instead of MNIST (60 000 examples, 200 epochs) and the homework's 3x256 MLP (the "
     "full profile).",
