@@ -19,7 +19,7 @@ from dlprobe.experiments.mse_vs_cross_entropy import (
     softmax_mse,
 )
 from dlprobe.train import full_batch_grad_norms
-from dlprobe.train.trainer import per_model_losses
+from dlprobe.train.evaluation import per_model_losses
 
 pytestmark = pytest.mark.xdist_group("mse-vs-cross-entropy")
 

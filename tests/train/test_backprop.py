@@ -12,8 +12,8 @@ from dlprobe.data import function_dataset, load_dataset
 from dlprobe.models import CNN, MLP
 from dlprobe.train import Population, TrainConfig, train_population
 from dlprobe.train.backprop import SequentialBackprop
+from dlprobe.train.evaluation import per_model_losses
 from dlprobe.train.optim import FusedAdamStep
-from dlprobe.train.trainer import per_model_losses
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "elu", "selu", "cos"]
 

@@ -273,7 +273,7 @@ def test_shortcut_only_for_plain_sequentials(monkeypatch):
 
 
 def test_per_model_losses_equal_vmapped_losses():
-    from dlprobe.train.trainer import per_model_losses
+    from dlprobe.train.evaluation import per_model_losses
 
     gen = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(4, 7, 5, generator=gen), torch.randint(0, 5, (4, 7), generator=gen)

@@ -84,8 +84,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         return
     host = host.strip("[]")  # an IPv6 literal
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
         raise DlprobeError(
             f"cannot join the Ray cluster at {address}: nothing answers at {host}:{port} "

@@ -25,17 +25,13 @@ train_population(pop, TensorDataset(x, y), cfg, test_data=TensorDataset(x_test, 
 
 from dlprobe.train.checkpoint import Checkpoint, atomic_torch_save, load_checkpoint_file
 from dlprobe.train.config import OPTIMIZERS, SCHEDULES, TrainConfig, lr_factor, make_optimizer
+from dlprobe.train.evaluation import default_loss, evaluate_population, full_batch_grad_norms
 from dlprobe.train.history import History
 from dlprobe.train.optim import PerModelOptimizer
 from dlprobe.train.per_model import PerModel
 from dlprobe.train.plain import train_plain
 from dlprobe.train.population import Population
-from dlprobe.train.trainer import (
-    default_loss,
-    evaluate_population,
-    full_batch_grad_norms,
-    train_population,
-)
+from dlprobe.train.trainer import train_population
 
 __all__ = [
     "OPTIMIZERS",

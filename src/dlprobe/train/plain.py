@@ -11,8 +11,8 @@ from torch import nn
 
 from dlprobe.data.dataset import Dataset
 from dlprobe.train.config import TrainConfig, lr_factor, make_optimizer
+from dlprobe.train.evaluation import LossFn, default_loss
 from dlprobe.train.noise import gradient_noise
-from dlprobe.train.trainer import LossFn, default_loss
 
 
 def train_plain(

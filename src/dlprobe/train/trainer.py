@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
-from torch.func import vmap
 from torch.utils.data import Dataset as TorchDataset
 
 from dlprobe import DlprobeError
@@ -17,6 +15,16 @@ from dlprobe.data.torch_datasets import from_torch_dataset
 from dlprobe.train.backprop import SequentialBackprop
 from dlprobe.train.checkpoint import Checkpoint
 from dlprobe.train.config import TrainConfig, lr_factor, make_optimizer
+from dlprobe.train.evaluation import (
+    LossFn,
+    default_loss,
+    loss_and_correct,
+    own_grad_norms,
+    per_model_l1,
+    per_model_losses,
+    per_model_sq_norms,
+    train_loss_and_correct,
+)
 from dlprobe.train.history import (
     LOSS_ABOVE_BLOWUP,
     NON_FINITE_LOSS,
@@ -28,123 +36,7 @@ from dlprobe.train.optim import FusedAdamStep, PerModelOptimizer
 from dlprobe.train.per_model import ModelData, PerModel
 from dlprobe.train.population import Population
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int, dict], None]  # (epochs done, total epochs, latest metrics)
-
-
-def default_loss(data: Dataset) -> LossFn:
-    """Cross-entropy for classification, mean squared error for regression."""
-    return F.cross_entropy if data.task == "classification" else F.mse_loss
-
-
-def per_model_losses(loss_fn: LossFn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(K,) ``loss_fn`` of each model's outputs ``out[k]`` against ``y[k]``.
-
-    The same as ``vmap(loss_fn)(out, y)``; PyTorch's cross-entropy and mean squared error
-    (the default losses) are computed on the flattened batch instead, which is faster.
-    """
-    k = out.shape[0]
-    if loss_fn is F.cross_entropy and not y.is_floating_point() and out.dim() >= 3:
-        per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(0, 1), reduction="none")
-        return per_example.reshape(k, -1).mean(1)
-    if loss_fn is F.mse_loss and out.shape == y.shape:
-        return (out - y).square().reshape(k, -1).mean(1)
-    return vmap(loss_fn)(out, y)
-
-
-def evaluate_population(
-    pop: Population, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, chunk: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean loss (K,) and, for integer labels, accuracy (K,) of every model on (x, y)."""
-    loss, correct = _loss_and_correct(pop, x, y, loss_fn, chunk)
-    return loss, (None if correct is None else correct / x.shape[0])
-
-
-@torch.no_grad()
-def _loss_and_correct(
-    pop: Population, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, chunk: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mean loss (K,) and, for integer labels, the number of correct examples (K,)."""
-    pop.train(False)
-    loss_sum = torch.zeros(pop.size, device=x.device)
-    correct = torch.zeros(pop.size, device=x.device)
-    for i in range(0, x.shape[0], chunk):
-        xb, yb = x[i : i + chunk], y[i : i + chunk]
-        out = pop.forward(xb, shared=True)  # (K, b, out)
-        loss_sum += vmap(loss_fn, in_dims=(0, None))(out, yb) * xb.shape[0]
-        if not yb.is_floating_point():
-            correct += (out.argmax(-1) == yb).float().sum(-1)
-    pop.train(True)
-    return loss_sum / x.shape[0], (None if y.is_floating_point() else correct)
-
-
-@torch.no_grad()
-def _own_loss_and_correct(
-    pop: Population, md: ModelData, loss_fn: LossFn, chunk: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``_loss_and_correct`` of each model on its own training examples and labels."""
-    pop.train(False)
-    loss_sum = torch.zeros(pop.size, device=md.x.device)
-    correct = torch.zeros(pop.size, device=md.x.device)
-    for i in range(0, md.n, chunk):
-        xb, yb = md.chunk(i, i + chunk)  # yb (K, b, ...)
-        out = pop.forward(xb, shared=md.index is None)  # (K, b, out)
-        loss_sum += vmap(loss_fn)(out, yb) * yb.shape[1]
-        if not yb.is_floating_point():
-            correct += (out.argmax(-1) == yb).float().sum(-1)
-    pop.train(True)
-    return loss_sum / md.n, (None if md.y.is_floating_point() else correct)
-
-
-def _train_loss_and_correct(pop: Population, md: ModelData, loss_fn: LossFn):
-    """Mean loss (K,) and correct examples (K,) (or None) on each model's training set."""
-    if md.shared:
-        return _loss_and_correct(pop, md.x, md.y, loss_fn)
-    return _own_loss_and_correct(pop, md, loss_fn)
-
-
-def full_batch_grad_norms(pop: Population, data: Dataset, loss_fn: LossFn) -> torch.Tensor:
-    """(K,) gradient norm of each model's loss on the whole training set."""
-    return _full_batch_grad_norms(pop, ModelData(data, None, pop.seeds), loss_fn)
-
-
-def _full_batch_grad_norms(pop: Population, md: ModelData, loss_fn: LossFn) -> torch.Tensor:
-    """(K,) gradient norm of each model's loss on all its training examples."""
-    pop.train(False)
-    params = pop.parameters()
-    if md.shared:
-        out, y = pop.forward(md.x, shared=True), _expand(md.y, pop.size)
-    else:
-        x, y = md.chunk(0, md.n)
-        out = pop.forward(x, shared=md.index is None)
-    losses = vmap(loss_fn)(out, y)
-    grads = torch.autograd.grad(losses.sum(), params, allow_unused=True)
-    pop.train(True)
-    return _per_model_sq_norms(pop, params, grads).sqrt().detach()
-
-
-def _per_model_l1(pop: Population) -> torch.Tensor:
-    """(K,) sum of |parameter| of each model, differentiable."""
-    if pop.batched:
-        return sum(p.abs().reshape(pop.size, -1).sum(1) for p in pop.parameters())
-    return torch.stack([sum(p.abs().sum() for p in ps) for ps in pop.per_model_parameters()])
-
-
-def _expand(t: torch.Tensor, k: int) -> torch.Tensor:
-    return t.unsqueeze(0).expand(k, *t.shape)
-
-
-def _per_model_sq_norms(pop: Population, params, grads) -> torch.Tensor:
-    """(K,) squared norm of per-model gradients, given grads aligned with ``params``."""
-    if pop.batched:
-        return sum((g.reshape(pop.size, -1) ** 2).sum(1) for g in grads if g is not None)
-    grad_of = {id(p): g for p, g in zip(params, grads, strict=True)}
-    return torch.stack(
-        [
-            sum((grad_of[id(p)] ** 2).sum() for p in ps if grad_of[id(p)] is not None)
-            for ps in pop.per_model_parameters()
-        ]
-    )
 
 
 class _Freezer:
@@ -348,11 +240,11 @@ def train_population(
                 optimizer.zero_grad(set_to_none=False)
                 if cfg.objective == "grad_norm_sq":
                     grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
-                    objective = _per_model_sq_norms(pop, params, grads)
+                    objective = per_model_sq_norms(pop, params, grads)
                 else:
                     objective = losses
                 if cfg.l1_penalty > 0:  # in the objective only: recorded losses are the data's
-                    objective = objective + cfg.l1_penalty * _per_model_l1(pop)
+                    objective = objective + cfg.l1_penalty * per_model_l1(pop)
                 if not all_active:  # frozen models add nothing (not even NaN)
                     objective = torch.where(freezer.active_on_device, objective, 0.0)
                 objective.sum().backward()
@@ -486,7 +378,7 @@ def _finite_params(pop: Population) -> torch.Tensor:
 
 def _evaluate_initial(hist, pop, md: ModelData, loss_fn, freezer) -> None:
     """Train loss before training; a model with a NaN/inf loss or parameter diverged at 0."""
-    loss, _ = _train_loss_and_correct(pop, md, loss_fn)
+    loss, _ = train_loss_and_correct(pop, md, loss_fn)
     loss, finite = loss.cpu(), _finite_params(pop)
     freezer.remember_finite(finite)
     for k in range(pop.size):
@@ -501,7 +393,7 @@ def _evaluate_initial(hist, pop, md: ModelData, loss_fn, freezer) -> None:
 def _evaluate_into(hist, pop, md: ModelData, data, loss_fn, cfg, freezer, epoch) -> None:
     """One history row after ``epoch`` epochs, with the divergence check and stop targets."""
     n = md.n
-    train_loss, train_correct = _train_loss_and_correct(pop, md, loss_fn)
+    train_loss, train_correct = train_loss_and_correct(pop, md, loss_fn)
     train_loss, finite = train_loss.cpu(), _finite_params(pop)
     initial = torch.tensor(hist.initial_train_loss)
     blown = (initial > 0) & (train_loss > cfg.blowup_loss_factor * initial)
@@ -519,13 +411,13 @@ def _evaluate_into(hist, pop, md: ModelData, data, loss_fn, cfg, freezer, epoch)
     if train_correct is not None:
         row["train_accuracy"] = (train_correct / n).cpu()
     if data.n_test:
-        test_loss, test_correct = _loss_and_correct(pop, data.x_test, data.y_test, loss_fn)
+        test_loss, test_correct = loss_and_correct(pop, data.x_test, data.y_test, loss_fn)
         row["test_loss"] = test_loss.cpu()
         if test_correct is not None:
             row["test_accuracy"] = (test_correct / data.n_test).cpu()
     norms = None
     if cfg.stop_below_grad_norm > 0 or cfg.objective == "grad_norm_sq":
-        row["grad_norm"] = norms = _full_batch_grad_norms(pop, md, loss_fn).cpu()
+        row["grad_norm"] = norms = own_grad_norms(pop, md, loss_fn).cpu()
     dead = _diverged_mask(hist)  # a diverged model's metrics are NaN from here on
     hist.epochs.append(epoch)
     for name, values in row.items():
