@@ -345,6 +345,6 @@ EXPERIMENT = Experiment(
         "curves": "training-mode loss per epoch at every learning rate, with and without BN",
         "hessian": "top Hessian eigenvalue along the run at train.lr (dotted: 2 / lr)",
     },
-    quick_minutes=0.9,  # 62 s CPU, 1 torch thread, load ~10 (see git log)
+    quick_minutes=0.9,  # 53.5 s wall on the idle 2-core CPU, start-up included
     full_differs="digits, 15 epochs, lr 0.3-30 (full: MNIST, 50 epochs of batch 60, lr 0.009-30)",
 )

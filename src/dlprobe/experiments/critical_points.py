@@ -283,7 +283,7 @@ EXPERIMENT = Experiment(
         "tolerance": "share of critical points counted as minima when eigenvalues below "
         "-tol·max|λ| count as negative, for a range of tol, recomputed from the saved spectra",
     },
-    quick_minutes=0.8,  # 59 s CPU, 1 torch thread, load ~10 (see git log)
+    quick_minutes=0.8,  # 44.6 s wall on the idle 2-core CPU, start-up included
     full_differs="the lecture reports the observation, not a protocol; full runs 100 seeds per "
     "model, 5000 gradient-descent and 10 000 gradient-norm epochs",
 )

@@ -253,7 +253,7 @@ EXPERIMENT = Experiment(
         "diverge; a run that reached the target was stopped and stays flat",
         "noise": "the noise's standard deviation per gradient entry along the step budget",
     },
-    quick_minutes=0.9,  # 61 s CPU, 1 torch thread, load ~10 (see git log)
+    quick_minutes=0.9,  # 51.1 s wall on the idle 2-core CPU, start-up included
     full_differs="the paper trained 20 x 50 ReLU nets on MNIST; quick and full use 20 x 10 "
     "on digits, full with 50 seeds and up to 100 epochs",
 )
