@@ -178,11 +178,11 @@ def _population(ctx, cfg: Config, data, probe: Probe, group: tuple, dinh: list) 
     )
     hist = ctx.train(key, pop, data, replace(cfg.train, batch_size=batch), per_model=per_model)
     spread = collapse_probe(pop, data.x_train, data.y_train)
-    rows = []
+    rows, finals = [], hist.final_records()
     for k, (f, wd, noise) in enumerate(settings):
         row = {"group": key, "width": width, "depth": depth, "dropout": dropout,
                "batch_size": batch, "lr": f * cfg.train.lr, "weight_decay": wd,
-               "label_noise": noise, **hist.final_records()[k], **spread[k],
+               "label_noise": noise, **finals[k], **spread[k],
                "stopped_at_epoch": hist.stopped_at_epoch[k], "steps": hist.steps_taken[k]}  # fmt: skip
         row["outcome"] = outcome(row, bool(hist.reached_target[k]))
         row["gap"] = row["train_accuracy"] - row["test_accuracy"]  # test - train error

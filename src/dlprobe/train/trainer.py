@@ -25,6 +25,7 @@ from dlprobe.train.evaluation import (
     per_model_sq_norms,
     train_loss_and_correct,
 )
+from dlprobe.train.freezer import Freezer
 from dlprobe.train.history import (
     LOSS_ABOVE_BLOWUP,
     NON_FINITE_LOSS,
@@ -37,83 +38,6 @@ from dlprobe.train.per_model import ModelData, PerModel
 from dlprobe.train.population import Population
 
 Progress = Callable[[int, int, dict], None]  # (epochs done, total epochs, latest metrics)
-
-
-class _Freezer:
-    """Keeps frozen models (diverged or finished) exactly where they stopped.
-
-    It also keeps each active model's parameters from the last time they were all finite
-    (before training, then at every evaluation): a model whose parameters overflowed in a
-    step is frozen at those instead.
-    """
-
-    def __init__(self, pop: Population):
-        self.pop = pop
-        self.active = torch.ones(pop.size, dtype=torch.bool)
-        self.frozen: list[list[torch.Tensor] | None] = [None] * pop.size
-        self.last_finite: list[list[torch.Tensor] | None] = [None] * pop.size
-        self._changed()
-
-    def _changed(self) -> None:
-        """Cache what every step asks of ``active``, so a step asks the tensor nothing."""
-        self.all_active, self.any_active = bool(self.active.all()), bool(self.active.any())
-        self.active_on_device = self.active.to(self.pop.device)  # (K,) bool
-        self.weights = self.active_on_device.float()  # (K,) 1 for a trained model, 0 frozen
-
-    @torch.no_grad()
-    def remember_finite(self, finite: torch.Tensor) -> None:
-        """Copy the parameters of every active model k with ``finite[k]`` (a (K,) mask)."""
-        per_model = self.pop.per_model_parameters()
-        for k in torch.nonzero(finite & self.active).flatten().tolist():
-            self.last_finite[k] = [p.detach().clone() for p in per_model[k]]
-
-    @torch.no_grad()
-    def freeze(self, k: int) -> None:
-        """Stop model k where it is, or at its last finite parameters if some are not.
-
-        Changes no parameter (a step's graph may still need them): ``restore`` does.
-        """
-        kept = [p.detach().clone() for p in self.pop.per_model_parameters()[k]]
-        if self.last_finite[k] is not None and not all(torch.isfinite(p).all() for p in kept):
-            kept = self.last_finite[k]
-        self.active[k] = False
-        self.frozen[k], self.last_finite[k] = kept, None
-        self._changed()
-
-    def mask_grads(self) -> None:
-        if self.all_active:
-            return
-        per_model = self.pop.per_model_grads()
-        for k in torch.nonzero(~self.active).flatten().tolist():
-            for g in per_model[k]:
-                g.zero_()
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        if self.all_active:
-            return
-        per_model = self.pop.per_model_parameters()
-        for k in torch.nonzero(~self.active).flatten().tolist():
-            for p, saved in zip(per_model[k], self.frozen[k], strict=True):
-                p.copy_(saved)
-
-    def state(self) -> dict:
-        return {
-            "active": self.active.clone(),
-            "frozen": self.frozen,
-            "last_finite": self.last_finite,
-        }
-
-    def load(self, state: dict) -> None:
-        """Take a ``state()``, moving its tensors (loaded on the CPU) to the population's device."""
-
-        def to_device(per_model):
-            device = self.pop.device
-            return [None if ps is None else [p.to(device) for p in ps] for ps in per_model]
-
-        self.active = state["active"].clone()
-        self.frozen, self.last_finite = to_device(state["frozen"]), to_device(state["last_finite"])
-        self._changed()
 
 
 # Version of the state train_population checkpoints; a checkpoint of another is refused.
@@ -192,7 +116,7 @@ def train_population(
     if not reference and cfg.objective == "loss" and cfg.l1_penalty == 0:
         backprop = SequentialBackprop.for_training(pop, loss_fn, md.x, md.y)
     gens = [torch.Generator().manual_seed(s) for s in pop.seeds]
-    freezer = _Freezer(pop)
+    freezer = Freezer(pop)
     noise = gradient_noise(pop.seeds, cfg)
     hist = History(
         seeds=list(pop.seeds),
@@ -366,7 +290,7 @@ def _diverged_mask(hist: History) -> torch.Tensor:
     return torch.tensor([e is not None for e in hist.diverged_at_epoch], dtype=torch.bool)
 
 
-def _diverge(hist: History, freezer: _Freezer, k: int, epoch: int, reason: str) -> None:
+def _diverge(hist: History, freezer: Freezer, k: int, epoch: int, reason: str) -> None:
     hist.diverged_at_epoch[k], hist.diverged_reason[k] = epoch, reason
     freezer.freeze(k)
 
