@@ -1,13 +1,19 @@
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from exp_util import load_results
 
 from dlprobe import DlprobeError
-from dlprobe.data import load_dataset
-from dlprobe.experiments.generalization_measures import EXPERIMENT, notes
+from dlprobe.data import Dataset, corrupt_labels, load_dataset
+from dlprobe.experiments.generalization_measures import (
+    EXPERIMENT,
+    notes,
+    own_label_probes,
+    probe_seed,
+)
 from dlprobe.experiments.kit import generalization_figures as draw
 from dlprobe.experiments.kit import probe_examples
 from dlprobe.experiments.kit.indicators import INDICATORS, SIGNS, Probe, dinh_audit
@@ -15,6 +21,8 @@ from dlprobe.experiments.kit.outcomes import FINE
 from dlprobe.experiments.kit.ranking import kendall_tau
 from dlprobe.measure._functional import flat_params
 from dlprobe.models import MLP
+from dlprobe.train import PerModel
+from dlprobe.train.per_model import ModelData
 
 pytestmark = pytest.mark.xdist_group("generalization-measures")
 ID = "generalization-measures"
@@ -54,6 +62,47 @@ def test_ranking_on_constructed_rows_orients_tau_and_granulates_per_axis():
     assert rank["keskar"]["tau"] == pytest.approx(kendall_tau([2, 1, 4, 3], [0.1, 0.3, 0.2, 0.4]))
 
 
+def test_each_noise_level_is_probed_on_the_labels_its_models_trained_on():
+    """The trainer's own labels (``ModelData``, as ``PerModel`` builds them) at the probe
+    examples, found through inputs that encode their training index."""
+    n, classes = 200, 10
+    y = torch.arange(n) % classes
+    x = torch.arange(n, dtype=torch.float32)[:, None]  # example i has input i
+    data = Dataset("indexed", x, y, x[:10], y[:10], "classification", classes)
+    cfg = EXPERIMENT.make_config("smoke")
+    probe = Probe(
+        *probe_examples(data, cfg.probe_examples, probe_seed(cfg)),
+        n,
+        *[0.0] * 5,
+        1,
+        0.0,
+        1,
+        cfg.seed,
+    )
+    probes = own_label_probes(data, probe, replace(cfg, label_noises=(0.0, 0.5)))
+    trained = ModelData(data, PerModel(label_noise=[0.0, 0.5]), [cfg.seed] * 2).y  # (2, n)
+    for k, noise in enumerate((0.0, 0.5)):
+        at = probes[noise].x[:, 0].long()  # the probe examples' training indices
+        assert torch.equal(probes[noise].x, probe.x)
+        assert torch.equal(probes[noise].y, trained[k, at])
+    assert torch.equal(probes[0.0].y, y[probe.x[:, 0].long()])
+    assert (probes[0.5].y != probes[0.0].y).any(), "half the labels replaced: some differ"
+    # the probe is a sample of the training set, not the corrupted examples first
+    corrupted = set(corrupt_labels(data, 0.5, cfg.seed).meta["corrupted_indices"])
+    share = sum(int(i) in corrupted for i in probe.x[:, 0]) / len(probe.x)
+    assert 0.2 < share < 0.8, f"{share:.0%} of the probe examples are corrupted ones"
+
+
+def test_the_best_single_setting_is_named_with_its_ceiling():
+    """Label noise separates the gaps (0.1, 0.2 | 0.3, 0.4): 4 of 4 pairs, tau = (16 - 4 -
+    4) / 12 = 2/3, its ceiling with two ties of two; lr orders 3 of 4 pairs (tau 1/3)."""
+    rows = _rows([0.1, 0.3, 0.2, 0.4], [1.0, 3.0, 2.0, 4.0])
+    (line,) = draw.setting_line({"runs": rows, **draw.ranking(rows, 20, 0)})
+    assert "label_noise orders the gap best: tau = 0.667, at most 0.667" in line
+    assert "at label_noise 0.1 is above that of one at 0 in 4 of 4 pairs" in line
+    assert line.endswith("indicators above it: Keskar sharpness.")
+
+
 def test_saved_ranking_is_recomputed_from_the_saved_rows(results):
     fine = [r for r in results["runs"] if r["outcome"] == FINE]
     assert len(fine) >= 3, "the smoke profile must leave models to rank"
@@ -91,6 +140,10 @@ def test_observations_and_summary_follow_the_saved_numbers(smoke, results):
     assert ("excludes 0" in first) == (top["lo"] > 0)
     fine = sum(r["outcome"] == FINE for r in results["runs"])
     assert f"{fine} fine models enter the ranking" in summary["observations"][0]
+    shares = results["probe_relabelled"]
+    assert shares["0.0"] == 0.0 and shares["0.2"] > 0.0  # the smoke profile's two levels
+    line = next(o for o in summary["observations"] if "own training labels" in o)
+    assert all(f"{float(p):g}: {100 * v:.0f}%" in line for p, v in shares.items())
     # the verdicts of the fidelity table flip with the numbers
     flipped = {**results, "ranking": [{**r, "psi": -1.0} for r in results["ranking"]]}
     params = next(r for r in flipped["ranking"] if r["indicator"] == "params")

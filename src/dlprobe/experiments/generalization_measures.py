@@ -6,7 +6,8 @@ by learning rate, weight decay and label noise (``PerModel``), every model from 
 seed; all train with the same optimizer to a common target, training cross-entropy below
 ``train.stop_below_train_loss`` on their own labels, within an epoch cap. Models that
 diverged, collapsed or missed the target are named and left out. For every other model
-every indicator of ``dlprobe.measure`` is computed on the same training examples, and its
+every indicator of ``dlprobe.measure`` is computed on the same training examples, each
+model's with the labels it trained on (noisy ones for a noisy-label model), and its
 Kendall tau with the gap (test error - training error) is given with a bootstrap interval,
 next to the granulated tau per hyperparameter axis and their mean Psi. A Dinh et al.
 rescaling of a few models says which indicators change while the function does not.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated
 
 from dlprobe.config import Bound, Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Seed
+from dlprobe.data import Dataset, corrupt_labels
 from dlprobe.experiments.kit import (
     DatasetName,
     Experiment,
@@ -147,22 +149,44 @@ def groups(cfg: Config) -> list[tuple]:
 
 def run(cfg: Config, ctx: RunContext) -> dict:
     data = ctx.dataset(cfg.dataset, cfg.train_subset, cfg.seed)
-    x, y = probe_examples(data, cfg.probe_examples, cfg.seed)
+    x, y = probe_examples(data, cfg.probe_examples, probe_seed(cfg))
     probe = Probe(x, y, data.n_train, cfg.epsilon, cfg.search_steps, cfg.valley_height,
                   cfg.valley_directions, cfg.critical_radius, cfg.region_resolution,
                   cfg.pac_rise, cfg.pac_samples, cfg.seed)  # fmt: skip
+    probes = own_label_probes(data, probe, cfg)
+    relabelled = {str(p): (q.y != y).float().mean().item() for p, q in probes.items()}
     chosen = groups(cfg) if cfg.group == 0 else [groups(cfg)[cfg.group - 1]]
     rows, dinh, t0 = [], [], time.perf_counter()
     for group in chosen:
-        rows += _population(ctx, cfg, data, probe, group, dinh)
+        rows += _population(ctx, cfg, data, probes, group, dinh)
     ctx.log(f"  {len(rows)} models trained and probed in {time.perf_counter() - t0:.1f} s")
     return {"dataset": data_record(data), "target": cfg.train.stop_below_train_loss,
             "epochs": cfg.train.epochs, "probe_examples": int(x.shape[0]), "runs": rows,
+            "probe_relabelled": relabelled,
             "dinh": dinh, "dinh_factor": cfg.dinh_factor, "tolerance": cfg.dinh_tolerance,
             **draw.ranking(rows, cfg.bootstrap, cfg.seed)}  # fmt: skip
 
 
-def _population(ctx, cfg: Config, data, probe: Probe, group: tuple, dinh: list) -> list:
+def probe_seed(cfg: Config) -> int:
+    """The seed of the probe examples' draw: one apart from the label corruption's
+    (``cfg.seed``), whose seeded permutation would otherwise pick the corrupted examples
+    first, so that a noisy-label model would be probed only on labels it memorised."""
+    return cfg.seed + 1
+
+
+def own_label_probes(data: Dataset, probe: Probe, cfg: Config) -> dict[float, Probe]:
+    """Per label-noise level, the probe on the same examples with the labels the models of
+    that level trained on: ``corrupt_labels`` with the seed and mode ``PerModel`` gives
+    them (every model has seed ``cfg.seed``), then the same ``probe_examples`` draw."""
+    probes = {}
+    for noise in cfg.label_noises:
+        noisy = corrupt_labels(data, noise, cfg.seed, PerModel.label_noise_mode)
+        y = probe_examples(noisy, cfg.probe_examples, probe_seed(cfg))[1]
+        probes[noise] = replace(probe, y=y)
+    return probes
+
+
+def _population(ctx, cfg: Config, data, probes: dict, group: tuple, dinh: list) -> list:
     """Train one group's population, probe every model, audit fine ones (into ``dinh``)."""
     width, depth, dropout, batch = group
     settings = list(itertools.product(cfg.lr_factors, cfg.weight_decays, cfg.label_noises))
@@ -186,12 +210,13 @@ def _population(ctx, cfg: Config, data, probe: Probe, group: tuple, dinh: list) 
                "stopped_at_epoch": hist.stopped_at_epoch[k], "steps": hist.steps_taken[k]}  # fmt: skip
         row["outcome"] = outcome(row, bool(hist.reached_target[k]))
         row["gap"] = row["train_accuracy"] - row["test_accuracy"]  # test - train error
-        model, w0 = pop.model(k), initial[k]
-        values = ctx.stage(f"{key}-m{k}", lambda _c, m=model, w0=w0, r=row: _probe(m, w0, probe, r))
+        model, w0, probe = pop.model(k), initial[k], probes[noise]
+        values = ctx.stage(f"{key}-m{k}", lambda _c, m=model, w0=w0, p=probe, r=row: _probe(
+            m, w0, p, r))  # fmt: skip
         rows.append({**row, **values})
         if row["outcome"] == FINE and len(dinh) < cfg.dinh_models:
-            audit = ctx.stage(f"{key}-m{k}-dinh", lambda _c, m=model, w0=w0: dinh_audit(
-                m, w0, probe, data, cfg.dinh_factor))  # fmt: skip
+            audit = ctx.stage(f"{key}-m{k}-dinh", lambda _c, m=model, w0=w0, p=probe: dinh_audit(
+                m, w0, p, data, cfg.dinh_factor))  # fmt: skip
             dinh.append({"group": key, "model": k, **audit})
     return rows
 
@@ -226,9 +251,11 @@ def notes(results: dict) -> Notes:
         f"fine models enter the ranking (gap = test error - training error, mean "
         f"{draw.mean_of(fine, 'gap'):.3f})."
     ]
+    lines += _probe_label_lines(results)
     lines += excluded_lines(runs, _name, target)
     lines += diverged_lines(runs, "were left out of the ranking", ("group", "lr"))
     lines += draw.ranking_lines(results)
+    lines += draw.setting_line(results)
     changed, same = draw.dinh_verdicts(results)
     lines.append(draw.dinh_line(results, changed, same))
     summary = {"models": len(runs), "fine models": len(fine)}
@@ -240,6 +267,18 @@ def notes(results: dict) -> Notes:
         ("Dinh et al. audit: largest relative change over audited models", draw.dinh_table(results)),
     ]  # fmt: skip
     return Notes(summary, lines, tables, _fidelity(results, changed, same))
+
+
+def _probe_label_lines(results: dict) -> list[str]:
+    shares = results.get("probe_relabelled")  # absent in runs that probed clean labels
+    if not shares:
+        return []
+    per_level = ", ".join(f"{float(p):g}: {100 * v:.0f}%" for p, v in shares.items())
+    return [
+        f"Every model is probed on its own training labels ({results['probe_examples']} "
+        f"examples); share of them whose label was replaced, per label-noise level: "
+        f"{per_level}."
+    ]
 
 
 def _fidelity(results: dict, changed: list[str], same: list[str]) -> list[dict]:
@@ -295,7 +334,7 @@ EXPERIMENT = Experiment(
         "dinh-audit": "largest relative change of each indicator when layer 0 is scaled by "
         "a and layer 1 by 1/a (the same function); dashed: the tolerance",
     },
-    # 185 s of CPU time at one thread (OMP_NUM_THREADS=1); 14.2 min wall at load 7-10, nice 19
+    # 122 s of run time on the idle 2-core CPU (2026-11-30, own-label probes)
     quick_minutes=2.5,
     full_differs="digits, 300 training examples, 16 populations of 8 models (2 values per "
     "axis) instead of 3 values per axis on the whole digits training set (2187 models).",

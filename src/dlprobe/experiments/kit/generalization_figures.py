@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
@@ -37,18 +38,23 @@ def ranking(rows: Sequence[dict], resamples: int, seed: int) -> dict:
     gap = [r["gap"] for r in fine]
     out = []
     for name, label in INDICATORS.items():
-        s, values = SIGNS[name], [r[name] for r in fine]
+        values, s = [r[name] for r in fine], partial(_oriented, SIGNS[name])
         lo, hi = bootstrap_interval(values, gap, resamples, seed)
         per_axis, psi = granulated_tau(fine, name, "gap", axes)
         out.append({
-            "indicator": name, "label": label, "sign": s,
+            "indicator": name, "label": label, "sign": SIGNS[name],
             "n": int(finite(values).size),  # fine models have a finite gap
-            "tau": s * kendall_tau(values, gap),
-            "lo": min(s * lo, s * hi), "hi": max(s * lo, s * hi), "psi": s * psi,
-            "axes": {a: s * v["tau"] for a, v in per_axis.items()},
+            "tau": s(kendall_tau(values, gap)),
+            "lo": min(s(lo), s(hi)), "hi": max(s(lo), s(hi)), "psi": s(psi),
+            "axes": {a: s(v["tau"]) for a, v in per_axis.items()},
         })  # fmt: skip
     out.sort(key=lambda r: -r["tau"] if _ok(r["tau"]) else math.inf)
     return {"ranking": out, "resamples": resamples}
+
+
+def _oriented(sign: int, value: float) -> float:
+    """``value`` times the indicator's sign (+ 0.0: a zero is never written "-0.0")."""
+    return sign * value + 0.0
 
 
 def best(results: dict, key: str) -> dict | None:
@@ -78,6 +84,34 @@ def ranking_lines(results: dict) -> list[str]:
             f"(mean over the axes {', '.join(top_psi['axes'])})."
         )
     return lines
+
+
+def setting_line(results: dict) -> list[str]:
+    """The hyperparameter that alone orders the fine models' gaps best (|tau|), and the
+    indicators whose tau is above it: a ranking is only informative beyond the settings."""
+    fine = [r for r in results["runs"] if r["outcome"] == FINE]
+    gap = [r["gap"] for r in fine]
+    taus = {
+        a: kendall_tau([r[a] for r in fine], gap) for a in AXES if len({r[a] for r in fine}) > 1
+    }
+    taus = {a: t for a, t in taus.items() if _ok(t)}
+    if not taus:
+        return []
+    axis = max(taus, key=lambda a: abs(taus[a]))
+    values = [r[axis] for r in fine]
+    low, high = min(values), max(values)
+    split = [r["gap"] for r in fine if r[axis] == low], [r["gap"] for r in fine if r[axis] == high]
+    pairs = sum(a < b for a in split[0] for b in split[1])
+    n, counts = len(values), np.unique(values, return_counts=True)[1]
+    ceiling = (n * n - (counts**2).sum()) / (n * (n - 1))  # ties count 0 in Jiang's tau
+    above = [r["label"] for r in results["ranking"] if _ok(r["tau"]) and r["tau"] > abs(taus[axis])]
+    return [
+        f"Of the settings alone, {axis} orders the gap best: tau = {taus[axis]:.3f}, at most "
+        f"{ceiling:.3f} with its ties (the gap of a model at {axis} {high:g} is above that of "
+        f"one at {low:g} in {pairs} of "
+        f"{len(split[0]) * len(split[1])} pairs); indicators above it: "
+        f"{', '.join(above) or 'none'}."
+    ]
 
 
 def dinh_verdicts(results: dict) -> tuple[list[str], list[str]]:
