@@ -240,6 +240,33 @@ def test_sequential_shortcut_equals_vmap(factory, x_shape, monkeypatch):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: MLP([3, 5, 5, 2], "relu"),
+        lambda: MLP([3, 5, 2], "tanh"),
+        lambda: MLP([3, 5, 2], "sigmoid"),
+        lambda: MLP([3, 5, 2], "leaky_relu"),
+        # activations before any Linear act on the caller's input: never in place
+        lambda: torch.nn.Sequential(torch.nn.Identity(), torch.nn.ReLU(), torch.nn.Linear(3, 2)),
+        lambda: torch.nn.Sequential(torch.nn.Tanh(), torch.nn.Linear(3, 2, bias=False)),
+    ],
+)
+def test_evaluation_forward_in_place_gives_the_same_numbers_and_keeps_the_input(factory):
+    """Under no_grad the shortcut adds the bias and applies ReLU/tanh/sigmoid in place:
+    bitwise the outputs of the autograd-mode forward, and the input is left as it was."""
+    pop = Population(factory, seeds=[0, 1, 2])
+    gen = torch.Generator().manual_seed(0)
+    for x, shared in ((torch.randn(6, 3, generator=gen), True),
+                      (torch.randn(3, 6, 3, generator=gen), False)):  # fmt: skip
+        before = x.clone()
+        expected = pop.forward(x, shared=shared).detach()
+        with torch.no_grad():
+            out = pop.forward(x, shared=shared)
+        assert torch.equal(out, expected)
+        assert torch.equal(x, before)
+
+
 def _forward_calls_vmap(pop, x, monkeypatch) -> bool:
     """Whether ``pop.forward(x, shared=True)`` goes through torch.func.vmap."""
     calls = []

@@ -151,7 +151,7 @@ class ModelData:
         """Inputs (K, b, ...) and targets (K, b, ...) at positions ``pos`` (K, b) in [0, n)
         of each model's examples."""
         e = pos if self.index is None else torch.gather(self.index, 1, pos)  # (K, b) examples
-        return self.x[e], self._targets(e)
+        return _rows(self.x, e), self._targets(e)
 
     def chunk(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Examples ``start:stop`` of every model, for an evaluation: inputs (b, ...) when
@@ -166,4 +166,10 @@ class ModelData:
         return self.x[e], self._targets(e)
 
     def _targets(self, e: torch.Tensor) -> torch.Tensor:
-        return torch.gather(self.y, 1, e) if self.own_labels else self.y[e]
+        return torch.gather(self.y, 1, e) if self.own_labels else _rows(self.y, e)
+
+
+def _rows(t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``t[e]`` for an index tensor ``e`` (K, b): the same rows, by ``index_select`` (on a
+    CPU about twice as fast as advanced indexing for a minibatch)."""
+    return t.index_select(0, e.reshape(-1)).view(*e.shape, *t.shape[1:])
