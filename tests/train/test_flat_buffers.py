@@ -108,6 +108,40 @@ def test_a_parameter_stepping_alone_turns_the_flat_path_off():
     assert [float(state[p]["step"]) for p in params] == [2.0, 1.0]
 
 
+def test_parameters_stepping_together_share_one_step_count_and_save_one_each():
+    """One count tensor, added to once a step; the state dict has a copy per parameter
+    (torch's Adam, loading it, adds to each); loading shares it again; a parameter that
+    steps alone gives every parameter its own count."""
+    params = [torch.zeros(3), torch.zeros(5), torch.zeros(2)]  # lengths off ALIGN: no flat path
+    lean = FusedAdamStep(torch.optim.Adam(params, lr=0.1, fused=True))
+    for p in params:
+        p.grad = torch.ones_like(p)
+    calls = []
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch, "_foreach_add_", lambda *a: calls.append(a))  # not used any more
+        lean.step()
+        lean.step()
+    state = lean.optimizer.state
+    counts = [state[p]["step"] for p in params]
+    assert not calls and all(c is counts[0] for c in counts) and float(counts[0]) == 2.0
+    saved = lean.state_dict()
+    assert len({id(s["step"]) for s in saved["state"].values()}) == 3
+    assert all(float(s["step"]) == 2.0 for s in saved["state"].values())
+    torch_opt = torch.optim.Adam([p.clone() for p in params], lr=0.1, fused=True)
+    torch_opt.load_state_dict(copy.deepcopy(saved))
+    for q in torch_opt.param_groups[0]["params"]:
+        q.grad = torch.ones_like(q)
+    torch_opt.step()
+    assert all(float(s["step"]) == 3.0 for s in torch_opt.state.values())
+    lean.load_state_dict(saved)
+    state = lean.optimizer.state  # loading makes a new one
+    counts = [state[p]["step"] for p in params]
+    assert all(c is counts[0] for c in counts)
+    params[1].grad = None  # the others step alone from now on
+    lean.step()
+    assert [float(state[p]["step"]) for p in params] == [3.0, 2.0, 3.0]
+
+
 def test_training_on_the_flat_path_equals_the_reference_road_and_resumes(tmp_path):
     """A population whose tensors all have lengths divisible by 16 (4 models of
     40-16-16-12) is stepped by one kernel call a step; it trains to the reference road's

@@ -1,4 +1,5 @@
 import copy
+import itertools
 import math
 
 import pytest
@@ -307,6 +308,14 @@ def test_per_model_losses_equal_vmapped_losses():
     pred, target = torch.randn(4, 7, 2, generator=gen), torch.randn(4, 7, 2, generator=gen)
     for loss_fn, out, y in ((F.cross_entropy, logits, labels), (F.mse_loss, pred, target)):
         torch.testing.assert_close(per_model_losses(loss_fn, out, y), vmap(loss_fn)(out, y))
+    # bit for bit on a CPU, also for targets shared by all models (an expanded view), as
+    # evaluations pass them: the recorded losses are vmap's
+    for k, n, c in itertools.product((1, 3, 64), (7, 256, 3200), (1, 10)):
+        out = torch.randn(k, n, c, generator=gen) * 3
+        y = torch.randint(0, c, (n,), generator=gen) if c > 1 else torch.randn(n, 1, generator=gen)
+        loss_fn = F.cross_entropy if c > 1 else F.mse_loss
+        expected = vmap(loss_fn, in_dims=(0, None))(out, y)
+        assert torch.equal(per_model_losses(loss_fn, out, y.expand(k, *y.shape)), expected)
 
     def l1(out, y):  # any other loss takes the vmap road
         return (out - y).abs().mean()

@@ -195,8 +195,10 @@ class FusedAdamStep:
     runs each thread's range in vectors and its last ``length % 8`` (or 16) elements in a
     scalar loop, which can round differently; with such lengths no element falls in a
     scalar tail, over the flat buffer or tensor by tensor, so the bits are torch's (tests
-    check). The state lives in the wrapped optimizer: ``param_groups``, ``state_dict`` and
-    ``load_state_dict`` are torch's.
+    check). While every parameter of a group steps together, their step counts are one
+    tensor, incremented once a step (torch's ``_foreach_add_`` on a CPU adds to each
+    scalar in its own call); ``state_dict`` hands out a copy per parameter, as torch's has.
+    The state lives in the wrapped optimizer: ``param_groups`` are torch's.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
@@ -218,7 +220,13 @@ class FusedAdamStep:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+        """torch's state dict, each parameter's step count a tensor of its own."""
+        saved = self.optimizer.state_dict()  # its per-parameter dicts are the live state
+        saved["state"] = {
+            i: {**s, "step": s["step"].clone()} if "step" in s else dict(s)
+            for i, s in saved["state"].items()
+        }
+        return saved
 
     def load_state_dict(self, saved: dict) -> None:
         self.optimizer.load_state_dict(saved)
@@ -229,9 +237,12 @@ class FusedAdamStep:
             steps = {float(state[p]["step"]) for p in params}
             some = 0 < len(params) < len(group["params"])
             self.uneven = self.uneven or len(steps) > 1 or some
-            if params and not self.uneven and flat_buffer(params) is not None:
-                for kind in ("exp_avg", "exp_avg_sq"):
-                    move_to_flat([state[p][kind] for p in params])
+            if params and not self.uneven:
+                for p in params[1:]:  # one count for all again (they are equal)
+                    state[p]["step"] = state[params[0]]["step"]
+                if flat_buffer(params) is not None:
+                    for kind in ("exp_avg", "exp_avg_sq"):
+                        move_to_flat([state[p][kind] for p in params])
 
     @torch.no_grad()
     def step(self) -> None:
@@ -240,11 +251,17 @@ class FusedAdamStep:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            if len(params) != len(group["params"]) and not self.uneven:
+                self.uneven = True  # their step counts differ from now on: one each
+                for p in group["params"]:
+                    if state[p]:
+                        state[p]["step"] = state[p]["step"].clone()
             new = [p for p in params if not state[p]]
             if new:  # torch.optim.Adam's lazy initialisation for fused=True
-                self._init_state(new)
+                self._init_state(new, shared_step=not self.uneven)
             steps = [state[p]["step"] for p in params]
-            torch._foreach_add_(steps, 1)
+            for count in {id(t): t for t in steps}.values():  # each tensor once
+                count.add_(1)
             tensors = (
                 params,
                 [p.grad for p in params],
@@ -271,13 +288,16 @@ class FusedAdamStep:
                 found_inf=None,
             )
 
-    def _init_state(self, params: list[torch.Tensor]) -> None:
-        """Zero state for ``params``, as torch.optim.Adam makes it; one flat buffer per
-        kind when the parameters lie in one (then all are made at once)."""
+    def _init_state(self, params: list[torch.Tensor], shared_step: bool) -> None:
+        """Zero state for ``params``, as torch.optim.Adam makes it (with ``shared_step``,
+        one step count for all); one flat buffer per kind when the parameters lie in one
+        (then all are made at once)."""
         state = self.optimizer.state
         self._flat_cache = ([], None)
+        shared_step = shared_step and len({p.device for p in params}) == 1
+        count = torch.zeros((), dtype=torch.float32, device=params[0].device)
         for p in params:
-            state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state[p]["step"] = count if shared_step else torch.zeros_like(count, device=p.device)
             state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state[p]["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if flat_buffer(params) is not None:
@@ -288,8 +308,6 @@ class FusedAdamStep:
         """([params], [grads], [exp_avg], [exp_avg_sq]) as one flat buffer each and one step
         tensor, when every parameter of ``group`` steps and all four lie in flat buffers;
         else None (the kernel then steps tensor by tensor)."""
-        if len(tensors[0]) != len(group["params"]):
-            self.uneven = True  # their step counts differ from now on
         if self.uneven:
             return None
         # the layout is checked once for the same tensors (the list holds them, so no new

@@ -145,6 +145,11 @@ class Population:
         return [list(m.parameters()) for m in self.models]
 
     def train(self, mode: bool = True) -> None:
+        if self.batched and self._plan is not None:
+            # Linear, Flatten and element-wise layers act alike in both modes: only the
+            # flag changes (an evaluation sets it twice; nn.Module.train walks every layer)
+            self.base.training = mode
+            return
         for m in [self.base] if self.batched else self.models:
             m.train(mode)
 
