@@ -7,16 +7,19 @@ model-ensembling recipe an informed user would write (``stack_module_state``, a 
 ``functional_call``, autograd on the summed losses, fused Adam over the stacked
 parameters); and as one dlprobe population on its reference road and on its default road
 (``train_population(reference=...)``). Every way draws each model's own minibatch order
-and ends by evaluating every model on the training and test sets; each figure is the best
-of five alternating timings after a warm-up. It prints model-steps per second, the ratios,
-and the population's FLOP/s against a matmul peak measured in the same run; then the step
-time of 3 tiny MLPs trained full batch (simulate-function's setting) on both roads.
+and ends by evaluating every model on the training and test sets; the ways are timed in
+turn, seven rounds after a warm-up. It prints model-steps per second (from each way's
+best time), the ratios (the median over rounds of the ratio of two timings of one round:
+a drift of the machine's speed cancels), and the population's FLOP/s against a matmul
+peak measured in the same run; then the step time of 3 tiny MLPs trained full batch
+(simulate-function's setting) on both roads.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -121,9 +124,9 @@ def torch_func_recipe(data, cfg: TrainConfig, seeds: list[int], device) -> list[
     return torch.stack(metrics, 1).tolist()  # (K, 4)
 
 
-def _best_alternating(ways: dict, repeats: int, device: torch.device) -> dict[str, float]:
-    """Best of ``repeats`` wall times (s) of each way (a callable), run in turn so that all
-    see the same moments of a shared machine."""
+def _alternating(ways: dict, repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """``repeats`` wall times (s) of each way (a callable), the ways run in turn in every
+    round so that all see the same moments of a shared machine."""
     times = {name: [] for name in ways}
     for _ in range(repeats):
         for name, way in ways.items():
@@ -132,14 +135,22 @@ def _best_alternating(ways: dict, repeats: int, device: torch.device) -> dict[st
             way()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {name: min(ts) for name, ts in times.items()}
+    return times
+
+
+def round_ratio(times: dict[str, list[float]], slower: str, faster: str) -> float:
+    """The median over rounds of ``slower``'s time over ``faster``'s in the same round: two
+    timings taken one after the other see the same machine, so a drift of its speed (other
+    jobs, the CPU's clock) cancels, and the median drops a round a spike hit."""
+    return statistics.median(a / b for a, b in zip(times[slower], times[faster], strict=True))
 
 
 def bench_training(
-    sizes: list[int], steps: int, device: torch.device, repeats: int = 5
+    sizes: list[int], steps: int, device: torch.device, repeats: int = 7
 ) -> list[dict]:
-    """Best of ``repeats`` timings of K plain trainings, the torch.func recipe, and one
-    population of K on its reference and default roads."""
+    """``repeats`` alternating timings of K plain trainings, the torch.func recipe, and one
+    population of K on its reference and default roads: rates from each way's best time,
+    ratios as ``round_ratio``."""
     data = load_dataset("mnist1d", device=device).subset_train(steps * BATCH, seed=0)
     cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=BATCH)
     params = count_params(MLP(WIDTHS))
@@ -163,33 +174,36 @@ def bench_training(
             "population": lambda: population(seeds, False),
         }
 
-    _best_alternating(ways([0, 1]), 1, device)  # warm-up: first calls pay for lazy set-up
+    _alternating(ways([0, 1]), 1, device)  # warm-up: first calls pay for lazy set-up
     rows = []
     for k in sizes:
-        best = _best_alternating(ways(list(range(k))), repeats, device)
-        rate = {name: k * steps / s for name, s in best.items()}  # model-steps per second
+        times = _alternating(ways(list(range(k))), repeats, device)
+        rate = {name: k * steps / min(ts) for name, ts in times.items()}  # model-steps per s
         rows.append(
             {
                 "K": k,
                 "steps": steps,
+                "rounds": repeats,
                 "one_by_one_model_steps_per_s": rate["one_by_one"],
                 "torch_func_model_steps_per_s": rate["torch_func"],
                 "population_reference_model_steps_per_s": rate["population_reference"],
                 "population_model_steps_per_s": rate["population"],
-                "speedup": rate["population"] / rate["one_by_one"],
-                "speedup_vs_torch_func": rate["population"] / rate["torch_func"],
-                "speedup_vs_reference": rate["population"] / rate["population_reference"],
+                "speedup": round_ratio(times, "one_by_one", "population"),
+                "speedup_vs_torch_func": round_ratio(times, "torch_func", "population"),
+                "speedup_vs_reference": round_ratio(times, "population_reference", "population"),
                 "population_flops": rate["population"] * flops_per_model_step(params, BATCH),
+                "seconds": times,  # every round's wall time of each way
             }
         )
     return rows
 
 
-def bench_tiny(steps: int, device: torch.device, repeats: int = 5) -> dict:
+def bench_tiny(steps: int, device: torch.device, repeats: int = 7) -> dict:
     """Milliseconds per step of 3 tiny MLPs trained full batch on sinc, as
     simulate-function trains them (Adam, an evaluation every 10 epochs), on the reference
     road and the default road: the training loop's time (``History.seconds``, after the
-    population is built and first evaluated), best of ``repeats`` alternating runs."""
+    population is built and first evaluated), best of ``repeats`` alternating runs; the
+    speed-up as ``round_ratio``."""
     data = function_dataset("sinc", TINY_POINTS).to(device)
     cfg = TrainConfig(lr=3e-3, epochs=steps, batch_size=0, eval_every_epochs=10)
 
@@ -202,15 +216,18 @@ def bench_tiny(steps: int, device: torch.device, repeats: int = 5) -> dict:
     for _ in range(1 + repeats):  # the first round is a warm-up
         for name, reference in roads.items():
             times[name].append(seconds(reference))
-    ms = {name: 1e3 * min(ts[1:]) / steps for name, ts in times.items()}
+    times = {name: ts[1:] for name, ts in times.items()}
+    ms = {name: 1e3 * min(ts) / steps for name, ts in times.items()}
     return {
         "models": TINY_MODELS,
         "widths": TINY_WIDTHS,
         "points": TINY_POINTS,
         "steps": steps,
+        "rounds": repeats,
         "reference_ms_per_step": ms["reference"],
         "default_ms_per_step": ms["default"],
-        "speedup": ms["reference"] / ms["default"],
+        "speedup": round_ratio(times, "reference", "default"),
+        "seconds": times,  # every round's loop time on each road
     }
 
 
@@ -267,7 +284,8 @@ def _run(sizes: list[int], steps: int, out: Path, dev: torch.device) -> dict:
         f"{tiny['models']} tiny MLPs {'-'.join(map(str, tiny['widths']))}, full batch of "
         f"{tiny['points']} points, {tiny['steps']} Adam steps: "
         f"{tiny['reference_ms_per_step']:.2f} ms a step on the reference road, "
-        f"{tiny['default_ms_per_step']:.2f} ms on the default road ({tiny['speedup']:.2f}x)"
+        f"{tiny['default_ms_per_step']:.2f} ms on the default road ({tiny['speedup']:.2f}x, "
+        f"median over {tiny['rounds']} rounds)"
     )
     console.print(
         f"exact Hessians + eigenvalues, {hess['models']} models x "
@@ -291,7 +309,8 @@ def _run(sizes: list[int], steps: int, out: Path, dev: torch.device) -> dict:
 
 def _training_table(rows: list[dict], peak: float) -> Table:
     table = Table(
-        title="model-steps/s, same steps per model; ratios: population (default road) to each"
+        title="model-steps/s (best of the rounds), same steps per model; ratios: population "
+        "(default road) to each, median over rounds"
     )
     for col in (
         "K",

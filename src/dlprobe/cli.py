@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dlprobe import DlprobeError, Interrupted, __version__
+from dlprobe.allocator import keep_freed_memory
 
 COMMON_HELP = """common options of `dlprobe run ID`:
   --profile {smoke,quick,full}  scale of the run (default: quick)
@@ -322,6 +323,7 @@ def _environment_failure(err: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    keep_freed_memory()  # see dlprobe.allocator: fewer page faults, steadier timings
     try:
         if argv and argv[0] == "run":
             return cmd_run(argv[1:])

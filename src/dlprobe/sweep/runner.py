@@ -30,11 +30,13 @@ def run_trial(
 ) -> dict:
     """One trial, in a Ray worker: ``dlprobe run`` into ``path`` (resumed when it holds a
     run). Returns its status, seconds and, when it failed, the one-line error."""
+    from dlprobe.allocator import keep_freed_memory
     from dlprobe.experiments.kit import get_experiment
     from dlprobe.lab import RunPlan, plan_run, run_experiment
 
     from .plan import trial_config
 
+    keep_freed_memory()  # as the dlprobe command does
     t0 = time.perf_counter()
     argv = sys.argv
     # config.json records the command that repeats this trial as a plain run
