@@ -97,7 +97,7 @@ def test_the_best_single_setting_is_named_with_its_ceiling():
     """Label noise separates the gaps (0.1, 0.2 | 0.3, 0.4): 4 of 4 pairs, tau = (16 - 4 -
     4) / 12 = 2/3, its ceiling with two ties of two; lr orders 3 of 4 pairs (tau 1/3)."""
     rows = _rows([0.1, 0.3, 0.2, 0.4], [1.0, 3.0, 2.0, 4.0])
-    (line,) = draw.setting_line({"runs": rows, **draw.ranking(rows, 20, 0)})
+    (line,) = draw.setting_lines({"runs": rows, **draw.ranking(rows, 20, 0)})
     assert "label_noise orders the gap best: tau = 0.667, at most 0.667" in line
     assert "at label_noise 0.1 is above that of one at 0 in 4 of 4 pairs" in line
     assert line.endswith("indicators above it: Keskar sharpness.")

@@ -255,7 +255,7 @@ def notes(results: dict) -> Notes:
     lines += excluded_lines(runs, _name, target)
     lines += diverged_lines(runs, "were left out of the ranking", ("group", "lr"))
     lines += draw.ranking_lines(results)
-    lines += draw.setting_line(results)
+    lines += draw.setting_lines(results)
     changed, same = draw.dinh_verdicts(results)
     lines.append(draw.dinh_line(results, changed, same))
     summary = {"models": len(runs), "fine models": len(fine)}

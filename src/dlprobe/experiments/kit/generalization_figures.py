@@ -86,7 +86,7 @@ def ranking_lines(results: dict) -> list[str]:
     return lines
 
 
-def setting_line(results: dict) -> list[str]:
+def setting_lines(results: dict) -> list[str]:
     """The hyperparameter that alone orders the fine models' gaps best (|tau|), and the
     indicators whose tau is above it: a ranking is only informative beyond the settings."""
     fine = [r for r in results["runs"] if r["outcome"] == FINE]
@@ -108,9 +108,8 @@ def setting_line(results: dict) -> list[str]:
     return [
         f"Of the settings alone, {axis} orders the gap best: tau = {taus[axis]:.3f}, at most "
         f"{ceiling:.3f} with its ties (the gap of a model at {axis} {high:g} is above that of "
-        f"one at {low:g} in {pairs} of "
-        f"{len(split[0]) * len(split[1])} pairs); indicators above it: "
-        f"{', '.join(above) or 'none'}."
+        f"one at {low:g} in {pairs} of {len(split[0]) * len(split[1])} pairs); indicators "
+        f"above it: {', '.join(above) or 'none'}."
     ]
 
 
