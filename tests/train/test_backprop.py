@@ -50,20 +50,29 @@ def test_losses_and_gradients_are_bitwise_autograds(activation, loss):
         assert p.grad.is_contiguous()  # fused optimizers misread strided gradients
 
 
-def test_plain_sequentials_without_bias_or_flatten():
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: [torch.nn.Linear(3, 6, bias=False), torch.nn.Identity(), torch.nn.Tanh(),
+                 torch.nn.Linear(6, 2)],
+        # the forward overwrites a product with its ReLU in place: never the ReLU's output
+        # with the tanh after it, which the ReLU's backward still needs
+        lambda: [torch.nn.Linear(3, 6), torch.nn.ReLU(), torch.nn.Tanh(), torch.nn.Sigmoid(),
+                 torch.nn.Linear(6, 2)],
+        lambda: [torch.nn.Sigmoid(), torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)],
+    ],
+    ids=["no-bias-identity", "activation-chain", "activation-first"],
+)  # fmt: skip
+def test_plain_sequentials_without_bias_or_flatten(layers):
     gen = torch.Generator().manual_seed(1)
-    pop = Population(
-        lambda: torch.nn.Sequential(
-            torch.nn.Linear(3, 6, bias=False), torch.nn.Identity(), torch.nn.Tanh(),
-            torch.nn.Linear(6, 2),
-        ),
-        range(3),
-    )  # fmt: skip
+    pop = Population(lambda: torch.nn.Sequential(*layers()), range(3))
     x, y = torch.randn(3, 7, 3, generator=gen), torch.randn(3, 7, 2, generator=gen)
     weights = torch.ones(3)
     expected_losses, expected_grads = _autograd(pop, F.mse_loss, x, y, weights)
     backprop = SequentialBackprop.for_training(pop, F.mse_loss, x[0], y[0])
+    x_before = x.clone()
     assert torch.equal(backprop.losses(x, y), expected_losses)
+    assert torch.equal(x, x_before)  # the caller's inputs are never overwritten
     backprop.backward(weights)
     assert all(
         torch.equal(p.grad, g) for p, g in zip(pop.parameters(), expected_grads, strict=True)

@@ -22,7 +22,7 @@ from torch import nn
 
 from dlprobe.models.activations import Cos
 from dlprobe.train.flat import move_to_flat
-from dlprobe.train.population import Population
+from dlprobe.train.population import IN_PLACE, Population
 
 # torch.selu is elu with these constants (ATen's SELU_ALPHA and SELU_SCALE); its gradient
 # is elu's with them.
@@ -106,8 +106,13 @@ class SequentialBackprop:
                 saved.append(x)
                 w, b = params[f"{name}.weight"], params.get(f"{name}.bias")
                 x = torch.matmul(x, w.transpose(1, 2).reshape(w.shape[0], *w.shape[2:0:-1]))
-                if b is not None:
-                    x = x + b.reshape(b.shape[0], 1, b.shape[1])
+                if b is not None:  # in place on the product's own output: the same numbers
+                    x.add_(b.reshape(b.shape[0], 1, b.shape[1]))
+            elif type(module) in IN_PLACE and saved and self.plan[len(saved) - 1][0] == "linear":
+                # right after a Linear, x is the product, kept nowhere else: ReLU, tanh and
+                # sigmoid overwrite it (their backward needs only their output)
+                x = IN_PLACE[type(module)](x)
+                saved.append((None, x))
             else:
                 z, x = x, module(x)
                 saved.append((z, x))

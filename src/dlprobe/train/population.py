@@ -31,7 +31,7 @@ from dlprobe.train.flat import move_to_flat
 # tensor is applying it to each model's (B, H) slice.
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.Sigmoid, nn.Tanh, nn.Identity, Cos)
 # In-place twins of element-wise modules: the same kernel writing into its input.
-_IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
+IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
 
 
 def _sequential_plan(model: nn.Module) -> list[tuple[str, str, nn.Module]] | None:
@@ -190,8 +190,8 @@ class Population:
                 if b is not None:
                     b = b.reshape(b.shape[0], 1, *ones, b.shape[1])
                     x = x.add_(b) if owned else x + b
-            elif owned and type(module) in _IN_PLACE:
-                x = _IN_PLACE[type(module)](x)
+            elif owned and type(module) in IN_PLACE:
+                x = IN_PLACE[type(module)](x)
             else:  # owned stays: a module may return its input (Identity) or a view of it
                 x = module(x)
         if not per_model:  # no Linear at all: every model computes the same function
