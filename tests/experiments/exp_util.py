@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from dlprobe.cli import main
-from dlprobe.models import build_model
+from dlprobe.models import MLP, build_model
 from dlprobe.train.checkpoint import load_checkpoint_file
 
 
@@ -76,3 +77,24 @@ def trained_model(run: Path, spec: dict, stage: str, k: int) -> torch.nn.Module:
     model = build_model(spec)
     model.load_state_dict({n: p[k] for n, p in saved["population"]["params"].items()})
     return model
+
+
+def float64_mse(run: Path, stage: str, k: int, widths, activation: str, data):
+    """(L(flat), θ): the float64 mean squared error on ``data``'s training set of model k
+    of a training stage (an MLP of ``widths``), as a function of its flat parameters, and
+    its trained flat parameters θ."""
+    saved = load_checkpoint_file(run / "checkpoints" / f"{stage}.done.pt")["population"]
+    net = MLP(list(widths), activation).double()
+    net.load_state_dict({n: p[k].double() for n, p in saved["params"].items()})
+    theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
+    shapes = [(n, p.shape) for n, p in net.named_parameters()]
+    x, y = data.x_train.double(), data.y_train.double()
+
+    def loss(flat):
+        params, i = {}, 0
+        for name, shape in shapes:
+            params[name] = flat[i : i + shape.numel()].reshape(shape)
+            i += shape.numel()
+        return F.mse_loss(torch.func.functional_call(net, params, (x,)), y)
+
+    return loss, theta

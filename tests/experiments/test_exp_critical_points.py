@@ -6,15 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from exp_util import load_results
+from exp_util import float64_mse, load_results
 
 from dlprobe.config import from_dict
 from dlprobe.data import function_dataset
 from dlprobe.experiments.critical_points import PHASES, Config, minima_share, notes
 from dlprobe.experiments.kit.sweep import parse_widths
-from dlprobe.models import MLP
-from dlprobe.train.checkpoint import load_checkpoint_file
 
 pytestmark = pytest.mark.xdist_group("critical-points")
 RARE = "local minima are rare: most critical points have a negative eigenvalue"
@@ -29,23 +26,9 @@ def smoke_run(smoke):
 
 def _loss_fn(run, cfg: Config, model: str, phase: str, k: int):
     """(L(flat), θ): run k's float64 loss after ``phase`` as a function of flat parameters."""
-    key = f"{model}-{phase.split()[0]}"
-    saved = load_checkpoint_file(run / "checkpoints" / f"{key}.done.pt")["population"]
-    net = MLP(parse_widths(model), cfg.activation).double()
-    net.load_state_dict({n: p[k].double() for n, p in saved["params"].items()})
-    theta = torch.nn.utils.parameters_to_vector(net.parameters()).detach()
-    shapes = [(n, p.shape) for n, p in net.named_parameters()]
     data = function_dataset(cfg.function, cfg.n_points)
-    x, y = data.x_train.double(), data.y_train.double()
-
-    def loss(flat):
-        params, i = {}, 0
-        for name, shape in shapes:
-            params[name] = flat[i : i + shape.numel()].reshape(shape)
-            i += shape.numel()
-        return F.mse_loss(torch.func.functional_call(net, params, (x,)), y)
-
-    return loss, theta
+    key = f"{model}-{phase.split()[0]}"
+    return float64_mse(run, key, k, parse_widths(model), cfg.activation, data)
 
 
 def test_every_point_has_the_gradient_spectrum_and_kind_it_reports(smoke_run):

@@ -5,15 +5,12 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
-from exp_util import load_results
+from exp_util import float64_mse, load_results
 
 from dlprobe import DlprobeError
 from dlprobe.config import from_dict
 from dlprobe.data import function_dataset
 from dlprobe.experiments.saddle_escape import EXPERIMENT, Config, notes
-from dlprobe.models import MLP
-from dlprobe.train.checkpoint import load_checkpoint_file
 
 pytestmark = pytest.mark.xdist_group("saddle-escape")
 
@@ -27,22 +24,9 @@ def smoke_run(smoke):
 
 def _loss_fn(run, results: dict, cfg: Config, k: int):
     """(L(flat), θ_k): run k's float64 loss as a function of its flat parameters, and θ_k."""
-    saved = load_checkpoint_file(run / "checkpoints" / "grad-norm-phase.done.pt")["population"]
-    model = MLP(results["setup"]["widths"], cfg.activation).double()
-    model.load_state_dict({n: p[k].double() for n, p in saved["params"].items()})
-    theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
-    shapes = [(n, p.shape) for n, p in model.named_parameters()]
     data = function_dataset(cfg.function, cfg.n_points)
-    x, y = data.x_train.double(), data.y_train.double()
-
-    def loss(flat):
-        params, i = {}, 0
-        for name, shape in shapes:
-            params[name] = flat[i : i + shape.numel()].reshape(shape)
-            i += shape.numel()
-        return F.mse_loss(torch.func.functional_call(model, params, (x,)), y)
-
-    return loss, theta
+    widths = results["setup"]["widths"]
+    return float64_mse(run, "grad-norm-phase", k, widths, cfg.activation, data)
 
 
 def _saddles(results: dict) -> list[dict]:
