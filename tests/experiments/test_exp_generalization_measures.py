@@ -148,7 +148,12 @@ def test_observations_and_summary_follow_the_saved_numbers(smoke, results):
     flipped = {**results, "ranking": [{**r, "psi": -1.0} for r in results["ranking"]]}
     params = next(r for r in flipped["ranking"] if r["indicator"] == "params")
     params["psi"] = 1.0
-    assert notes(flipped).fidelity[0]["verdict"] != "reproduced"
+    verdict = notes(flipped).fidelity[0]["verdict"]
+    assert (
+        verdict.startswith("differs because")
+        and "parameter count (baseline) ranks first (Psi 1.000)" in verdict
+    )
+    assert "the sharpness family's best is" in verdict and "(Psi -1.000)" in verdict
 
 
 def test_dinh_audit_changes_sharpness_and_norms_but_not_the_function(results):

@@ -16,6 +16,7 @@ rescaling of a few models says which indicators change while the function does n
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Annotated
@@ -285,15 +286,22 @@ def _fidelity(results: dict, changed: list[str], same: list[str]) -> list[dict]:
     best = draw.best(results, "psi")
     sharp = [INDICATORS[m] for m in SHARPNESS]
     flat = [INDICATORS[m] for m in ("sensitivity", "jacobian", "regions")]
+    family = [r for r in results["ranking"] if r["label"] in sharp and r["psi"] is not None
+              and math.isfinite(r["psi"])]  # fmt: skip
+    top_sharp = max(family, key=lambda r: r["psi"], default=None)
+    why = "no model trained to the target"
+    if best and top_sharp:
+        why = (f"at this scale ({len(results['runs'])} models, {results['dataset']['n_train']} "
+               f"training examples, {results['probe_examples']} probe examples) "
+               f"{best['label']} ranks first (Psi {best['psi']:.3f}) and the sharpness family's "
+               f"best is {top_sharp['label']} (Psi {top_sharp['psi']:.3f})")  # fmt: skip
     return [
         fidelity_row(
             "the sharpness/PAC-Bayes family predicts the gap best (Jiang et al. 2019)",
             "highest granulated tau Psi: a sharpness or PAC-Bayes flatness measure",
             f"highest Psi: {best['label']} ({best['psi']:.3f})" if best else "no fine model",
             bool(best) and best["label"] in sharp,
-            "a measure outside the sharpness family ranks first at this scale"
-            if best
-            else "no model trained to the target",
+            why,
         ),
         fidelity_row(
             "a function-preserving rescaling changes sharpness (Dinh et al. 2017)",
