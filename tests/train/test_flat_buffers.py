@@ -142,6 +142,30 @@ def test_parameters_stepping_together_share_one_step_count_and_save_one_each():
     assert [float(state[p]["step"]) for p in params] == [3.0, 2.0, 3.0]
 
 
+def test_a_group_stepping_in_part_counts_each_parameter_after_another_group_did():
+    """Two groups: once a parameter of the first steps alone, a parameter of the second
+    that has no gradient must keep its count too (its group's count was shared)."""
+    a, b = [torch.zeros(3), torch.zeros(3)], [torch.zeros(5), torch.zeros(5)]
+    lean = FusedAdamStep(torch.optim.Adam([{"params": a}, {"params": b}], lr=0.1, fused=True))
+    torch_opt = torch.optim.Adam(
+        [{"params": [p.clone() for p in a]}, {"params": [p.clone() for p in b]}],
+        lr=0.1,
+        fused=True,
+    )
+    theirs = [p for g in torch_opt.param_groups for p in g["params"]]
+    ours = [*a, *b]
+    for with_grad in ([0, 1, 2, 3], [0, 2, 3], [0, 2]):  # a[1] alone, then b[1] alone
+        for p, q, i in zip(ours, theirs, range(4), strict=True):
+            p.grad = torch.ones_like(p) if i in with_grad else None
+            q.grad = torch.ones_like(q) if i in with_grad else None
+        lean.step()
+        torch_opt.step()
+    state = lean.optimizer.state
+    assert [float(state[p]["step"]) for p in ours] == [3.0, 1.0, 3.0, 2.0]
+    assert [float(torch_opt.state[q]["step"]) for q in theirs] == [3.0, 1.0, 3.0, 2.0]
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs, strict=True))
+
+
 def test_training_on_the_flat_path_equals_the_reference_road_and_resumes(tmp_path):
     """A population whose tensors all have lengths divisible by 16 (4 models of
     40-16-16-12) is stepped by one kernel call a step; it trains to the reference road's

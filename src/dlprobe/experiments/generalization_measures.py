@@ -16,7 +16,6 @@ rescaling of a few models says which indicators change while the function does n
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import Annotated
@@ -286,15 +285,17 @@ def _fidelity(results: dict, changed: list[str], same: list[str]) -> list[dict]:
     best = draw.best(results, "psi")
     sharp = [INDICATORS[m] for m in SHARPNESS]
     flat = [INDICATORS[m] for m in ("sensitivity", "jacobian", "regions")]
-    family = [r for r in results["ranking"] if r["label"] in sharp and r["psi"] is not None
-              and math.isfinite(r["psi"])]  # fmt: skip
-    top_sharp = max(family, key=lambda r: r["psi"], default=None)
+    top_sharp = draw.best(results, "psi", among=SHARPNESS)
     why = "no model trained to the target"
-    if best and top_sharp:
+    if best:
+        family = (
+            f"the sharpness family's best is {top_sharp['label']} (Psi {top_sharp['psi']:.3f})"
+            if top_sharp
+            else "no sharpness measure has a value"
+        )
         why = (f"at this scale ({len(results['runs'])} models, {results['dataset']['n_train']} "
                f"training examples, {results['probe_examples']} probe examples) "
-               f"{best['label']} ranks first (Psi {best['psi']:.3f}) and the sharpness family's "
-               f"best is {top_sharp['label']} (Psi {top_sharp['psi']:.3f})")  # fmt: skip
+               f"{best['label']} ranks first (Psi {best['psi']:.3f}) and {family}")  # fmt: skip
     return [
         fidelity_row(
             "the sharpness/PAC-Bayes family predicts the gap best (Jiang et al. 2019)",

@@ -98,6 +98,7 @@ class SequentialBackprop:
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(K,) loss of each model on its minibatch: x (K, B, ...), y (K, B) or (K, B, out)."""
         params, saved = self.pop.params, []
+        product = False  # whether x is a Linear's output, kept nowhere else
         for kind, name, module in self.plan:
             if kind == "flatten":
                 saved.append(x.shape)
@@ -108,14 +109,15 @@ class SequentialBackprop:
                 x = torch.matmul(x, w.transpose(1, 2).reshape(w.shape[0], *w.shape[2:0:-1]))
                 if b is not None:  # in place on the product's own output: the same numbers
                     x.add_(b.reshape(b.shape[0], 1, b.shape[1]))
-            elif type(module) in IN_PLACE and saved and self.plan[len(saved) - 1][0] == "linear":
-                # right after a Linear, x is the product, kept nowhere else: ReLU, tanh and
-                # sigmoid overwrite it (their backward needs only their output)
+            elif product and type(module) in IN_PLACE:
+                # ReLU, tanh and sigmoid overwrite the product (their backward needs only
+                # their output)
                 x = IN_PLACE[type(module)](x)
                 saved.append((None, x))
             else:
                 z, x = x, module(x)
                 saved.append((z, x))
+            product = kind == "linear"
         k = x.shape[0]
         if self.loss == "cross_entropy":  # F.cross_entropy is log_softmax, then nll_loss
             log_p, target = torch.log_softmax(x.flatten(0, 1), 1), y.flatten(0, 1)

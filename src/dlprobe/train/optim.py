@@ -251,11 +251,9 @@ class FusedAdamStep:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            if len(params) != len(group["params"]) and not self.uneven:
+            if len(params) != len(group["params"]):
                 self.uneven = True  # their step counts differ from now on: one each
-                for p in group["params"]:
-                    if state[p]:
-                        state[p]["step"] = state[p]["step"].clone()
+                self._own_counts(group)
             new = [p for p in params if not state[p]]
             if new:  # torch.optim.Adam's lazy initialisation for fused=True
                 self._init_state(new, shared_step=not self.uneven)
@@ -287,6 +285,18 @@ class FusedAdamStep:
                 grad_scale=None,
                 found_inf=None,
             )
+
+    def _own_counts(self, group: dict) -> None:
+        """Give every parameter of ``group`` a step count of its own (a copy where it
+        shares one), as the parameters may now step apart."""
+        seen = set()
+        for p in group["params"]:
+            count = self.optimizer.state[p].get("step")
+            if count is None:
+                continue
+            if id(count) in seen:
+                self.optimizer.state[p]["step"] = count.clone()
+            seen.add(id(count))
 
     def _init_state(self, params: list[torch.Tensor], shared_step: bool) -> None:
         """Zero state for ``params``, as torch.optim.Adam makes it (with ``shared_step``,

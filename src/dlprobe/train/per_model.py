@@ -163,7 +163,7 @@ class ModelData:
                 return x, self.y[start:stop]
             return x, self.y[:, start:stop]
         e = self.index[:, start:stop]  # (K, b)
-        return self.x[e], self._targets(e)
+        return _rows(self.x, e), self._targets(e)
 
     def _targets(self, e: torch.Tensor) -> torch.Tensor:
         return torch.gather(self.y, 1, e) if self.own_labels else _rows(self.y, e)

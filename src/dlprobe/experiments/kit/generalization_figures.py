@@ -57,9 +57,12 @@ def _oriented(sign: int, value: float) -> float:
     return sign * value + 0.0
 
 
-def best(results: dict, key: str) -> dict | None:
-    """The indicator with the highest finite ``key`` ("tau" or "psi"), or None."""
-    rs = [r for r in results["ranking"] if _ok(r[key])]
+def best(results: dict, key: str, among: Sequence[str] | None = None) -> dict | None:
+    """The indicator (of those named in ``among``, default all) with the highest finite
+    ``key`` ("tau" or "psi"), or None."""
+    rs = [
+        r for r in results["ranking"] if _ok(r[key]) and (among is None or r["indicator"] in among)
+    ]
     return max(rs, key=lambda r: r[key]) if rs else None
 
 
