@@ -38,6 +38,33 @@ def per_model_losses(loss_fn: LossFn, out: torch.Tensor, y: torch.Tensor) -> tor
     return vmap(loss_fn)(out, y)
 
 
+def _loss_and_hits(
+    loss_fn: LossFn, out: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(K,) mean loss of each model's outputs ``out`` (K, b, C) against ``y`` (K, b), and
+    (K,) its number of correct examples (None for float targets).
+
+    Cross-entropy on class labels is computed as log(sum(exp(z))) - z[y] with z = out -
+    max(out), from one ``max`` that also gives the predicted class (the first maximum, as
+    ``argmax``). It is the formula of ``log_softmax`` without its other C - 1 outputs, and
+    differs from ``F.cross_entropy`` only in rounding (its exp and sum are vectorized
+    differently); ``log_softmax`` over few classes is several times slower on a CPU.
+    Evaluations only: training differentiates ``F.cross_entropy`` itself.
+    """
+    if y.is_floating_point():
+        return per_model_losses(loss_fn, out, y), None
+    if loss_fn is F.cross_entropy and out.dim() == 3 and y.numel():
+        low, high = y.aminmax()
+        if low >= 0 and high < out.shape[-1]:  # else torch's own errors (or ignore_index)
+            top, predicted = out.max(-1)  # (K, b): NaN propagates and wins, as in argmax
+            z = out - top.unsqueeze(-1)
+            z_y = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            loss = z.exp_().sum(-1).log_().sub_(z_y)  # -log p_y, (K, b)
+            return loss.mean(1), (predicted == y).sum(-1).float()
+    hits = (out.argmax(-1) == y).float().sum(-1)
+    return per_model_losses(loss_fn, out, y), hits
+
+
 def evaluate_population(
     pop: Population, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -57,9 +84,10 @@ def loss_and_correct(
     for i in range(0, x.shape[0], chunk):
         xb, yb = x[i : i + chunk], y[i : i + chunk]
         out = pop.forward(xb, shared=True)  # (K, b, out)
-        loss_sum += per_model_losses(loss_fn, out, expand(yb, pop.size)) * xb.shape[0]
-        if not yb.is_floating_point():
-            correct += (out.argmax(-1) == yb).float().sum(-1)
+        loss, hits = _loss_and_hits(loss_fn, out, expand(yb, pop.size))
+        loss_sum += loss * xb.shape[0]
+        if hits is not None:
+            correct += hits
     pop.train(True)
     return loss_sum / x.shape[0], (None if y.is_floating_point() else correct)
 
@@ -75,9 +103,10 @@ def own_loss_and_correct(
     for i in range(0, md.n, chunk):
         xb, yb = md.chunk(i, i + chunk)  # yb (K, b, ...)
         out = pop.forward(xb, shared=md.index is None)  # (K, b, out)
-        loss_sum += per_model_losses(loss_fn, out, yb) * yb.shape[1]
-        if not yb.is_floating_point():
-            correct += (out.argmax(-1) == yb).float().sum(-1)
+        loss, hits = _loss_and_hits(loss_fn, out, yb)
+        loss_sum += loss * yb.shape[1]
+        if hits is not None:
+            correct += hits
     pop.train(True)
     return loss_sum / md.n, (None if md.y.is_floating_point() else correct)
 
