@@ -93,6 +93,34 @@ def test_fused_adam_over_flat_buffers_is_torchs_step_bitwise(name, shapes):
             assert torch.equal(saved["state"][i][key], expected["state"][i][key])
 
 
+def test_the_flat_step_repeats_only_for_the_same_gradient_tensors():
+    """New gradient tensors (outside the flat buffer) are stepped tensor by tensor, and
+    the flat buffer's are stepped in one call again when they come back; each step is
+    torch's, bit for bit."""
+    gen = torch.Generator().manual_seed(1)
+    ours = [torch.randn(2, 8, generator=gen), torch.randn(16, generator=gen)]
+    theirs = [p.clone() for p in ours]
+    move_to_flat(ours)
+    flat_grads = [torch.empty_like(p) for p in ours]
+    move_to_flat(flat_grads)
+    lean = FusedAdamStep(torch.optim.Adam(ours, lr=1e-2, fused=True))
+    torch_opt = torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    flat_steps = []
+    for step in range(6):
+        grads = [torch.empty_like(p) for p in ours] if step in (2, 3) else flat_grads
+        for p, q, g in zip(ours, theirs, grads, strict=True):
+            g.copy_(torch.randn(p.shape, generator=gen))
+            p.grad, q.grad = g, g.clone()
+        lean.step()
+        torch_opt.step()
+        flat_steps.append(lean.flat_steps)
+    assert flat_steps == [1, 2, 2, 2, 3, 4]
+    assert all(torch.equal(p, q) for p, q in zip(ours, theirs, strict=True))
+    saved, expected_state = lean.state_dict()["state"], torch_opt.state_dict()["state"]
+    for mine, expected in zip(saved.values(), expected_state.values(), strict=True):
+        assert all(torch.equal(mine[key], expected[key]) for key in expected)
+
+
 def test_a_parameter_stepping_alone_turns_the_flat_path_off():
     params = [torch.zeros(16), torch.zeros(16)]
     move_to_flat(params)

@@ -106,7 +106,7 @@ class SequentialBackprop:
             elif kind == "linear":
                 saved.append(x)
                 w, b = params[f"{name}.weight"], params.get(f"{name}.bias")
-                x = torch.matmul(x, w.transpose(1, 2).reshape(w.shape[0], *w.shape[2:0:-1]))
+                x = torch.bmm(x, w.transpose(1, 2))  # what matmul calls for (K, B, in) x
                 if b is not None:  # in place on the product's own output: the same numbers
                     x.add_(b.reshape(b.shape[0], 1, b.shape[1]))
             elif product and type(module) in IN_PLACE:

@@ -22,7 +22,12 @@ class Freezer:
         self.pop = pop
         self.active = torch.ones(pop.size, dtype=torch.bool)
         self.frozen: list[list[torch.Tensor] | None] = [None] * pop.size
+        # each model's last finite parameters: a copy of its own, or its slice of
+        # ``_snapshot`` (a copy of every stacked parameter, taken when all the active
+        # models were finite) where ``_in_snapshot`` says so
         self.last_finite: list[list[torch.Tensor] | None] = [None] * pop.size
+        self._snapshot: list[torch.Tensor] = []
+        self._in_snapshot = [False] * pop.size
         self._changed()
 
     def _changed(self) -> None:
@@ -33,10 +38,25 @@ class Freezer:
 
     @torch.no_grad()
     def remember_finite(self, finite: torch.Tensor) -> None:
-        """Copy the parameters of every active model k with ``finite[k]`` (a (K,) mask)."""
+        """Copy the parameters of every active model k with ``finite[k]`` (a (K,) mask):
+        of a batched population whose active models are all finite, one copy of each
+        stacked parameter (not one per model and parameter)."""
+        kept = finite & self.active
+        if self.pop.batched and torch.equal(kept, self.active) and self.any_active:
+            self._snapshot = [p.detach().clone() for p in self.pop.parameters()]
+            for k in torch.nonzero(kept).flatten().tolist():
+                self.last_finite[k], self._in_snapshot[k] = None, True
+            return
         per_model = self.pop.per_model_parameters()
-        for k in torch.nonzero(finite & self.active).flatten().tolist():
+        for k in torch.nonzero(kept).flatten().tolist():
             self.last_finite[k] = [p.detach().clone() for p in per_model[k]]
+            self._in_snapshot[k] = False
+
+    def _last_finite(self, k: int) -> list[torch.Tensor] | None:
+        """Model k's last finite parameters (its own tensors), or None if none are kept."""
+        if self._in_snapshot[k]:
+            return [p[k].clone() for p in self._snapshot]
+        return self.last_finite[k]
 
     @torch.no_grad()
     def freeze(self, k: int) -> None:
@@ -45,10 +65,11 @@ class Freezer:
         Changes no parameter (a step's graph may still need them): ``restore`` does.
         """
         kept = [p.detach().clone() for p in self.pop.per_model_parameters()[k]]
-        if self.last_finite[k] is not None and not all(torch.isfinite(p).all() for p in kept):
-            kept = self.last_finite[k]
+        last = self._last_finite(k)
+        if last is not None and not all(torch.isfinite(p).all() for p in kept):
+            kept = last
         self.active[k] = False
-        self.frozen[k], self.last_finite[k] = kept, None
+        self.frozen[k], self.last_finite[k], self._in_snapshot[k] = kept, None, False
         self._changed()
 
     def mask_grads(self) -> None:
@@ -72,7 +93,7 @@ class Freezer:
         return {
             "active": self.active.clone(),
             "frozen": self.frozen,
-            "last_finite": self.last_finite,
+            "last_finite": [self._last_finite(k) for k in range(self.pop.size)],
         }
 
     def load(self, state: dict) -> None:
@@ -84,4 +105,5 @@ class Freezer:
 
         self.active = state["active"].clone()
         self.frozen, self.last_finite = to_device(state["frozen"]), to_device(state["last_finite"])
+        self._snapshot, self._in_snapshot = [], [False] * self.pop.size
         self._changed()

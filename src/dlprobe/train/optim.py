@@ -215,6 +215,9 @@ class FusedAdamStep:
         self.flat_steps = 0  # steps taken with one kernel call over flat buffers (for tests)
         self.uneven = False  # whether some parameter has stepped without the others
         self._flat_cache: tuple[list, list | None] = ([], None)  # tensors, their buffers
+        # per group, the last flat step's (params, grads, flat tensors, step count): the
+        # next step with the same parameters and gradient tensors repeats it as it is
+        self._repeat: dict[int, tuple] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
@@ -230,7 +233,7 @@ class FusedAdamStep:
 
     def load_state_dict(self, saved: dict) -> None:
         self.optimizer.load_state_dict(saved)
-        self._flat_cache = ([], None)
+        self._flat_cache, self._repeat = ([], None), {}
         state = self.optimizer.state
         for group in self.param_groups:
             params = [p for p in group["params"] if state[p]]
@@ -247,18 +250,22 @@ class FusedAdamStep:
     @torch.no_grad()
     def step(self) -> None:
         state = self.optimizer.state
-        for group in self.param_groups:
+        for i, group in enumerate(self.param_groups):
+            if self._repeated(i, group):
+                continue
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             if len(params) != len(group["params"]):
                 self.uneven = True  # their step counts differ from now on: one each
+                self._repeat = {}
                 self._own_counts(group)
             new = [p for p in params if not state[p]]
             if new:  # torch.optim.Adam's lazy initialisation for fused=True
                 self._init_state(new, shared_step=not self.uneven)
             steps = [state[p]["step"] for p in params]
-            for count in {id(t): t for t in steps}.values():  # each tensor once
+            counts = list({id(t): t for t in steps}.values())  # each tensor once
+            for count in counts:
                 count.add_(1)
             tensors = (
                 params,
@@ -270,21 +277,45 @@ class FusedAdamStep:
             if flat is not None:
                 self.flat_steps += 1
                 tensors, steps = flat
-            beta1, beta2 = group["betas"]
-            self.kernel(
-                *tensors,
-                [],
-                steps,
-                amsgrad=False,
-                lr=group["lr"],
-                beta1=float(beta1),
-                beta2=float(beta2),
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=False,
-                grad_scale=None,
-                found_inf=None,
-            )
+                grads = [p.grad for p in group["params"]]
+                self._repeat[i] = (group, list(group["params"]), grads, tensors, steps, counts)
+            self._kernel(group, tensors, steps)
+
+    def _repeated(self, i: int, group: dict) -> bool:
+        """Step ``group`` as its last flat step did, if its parameters and their gradient
+        tensors are the same ones (the state then is too: only making or loading state
+        changes it, and both forget the last step); False if they are not."""
+        last = self._repeat.get(i)
+        if last is None or last[0] is not group or len(last[1]) != len(group["params"]):
+            return False
+        _, params, grads, tensors, steps, counts = last
+        if any(
+            p is not q or p.grad is not g
+            for p, q, g in zip(group["params"], params, grads, strict=True)
+        ):
+            return False
+        for count in counts:  # one, shared by all, unless loaded state gave each its own
+            count.add_(1)
+        self.flat_steps += 1
+        self._kernel(group, tensors, steps)
+        return True
+
+    def _kernel(self, group: dict, tensors, steps: list[torch.Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        self.kernel(
+            *tensors,
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=float(beta1),
+            beta2=float(beta2),
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+            grad_scale=None,
+            found_inf=None,
+        )
 
     def _own_counts(self, group: dict) -> None:
         """Give every parameter of ``group`` a step count of its own (a copy where it
@@ -303,7 +334,7 @@ class FusedAdamStep:
         one step count for all); one flat buffer per kind when the parameters lie in one
         (then all are made at once)."""
         state = self.optimizer.state
-        self._flat_cache = ([], None)
+        self._flat_cache, self._repeat = ([], None), {}
         shared_step = shared_step and len({p.device for p in params}) == 1
         count = torch.zeros((), dtype=torch.float32, device=params[0].device)
         for p in params:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -96,7 +97,11 @@ class Population:
         models = []
         for seed in seeds:
             with seeded(seed, device):
-                models.append(factory().to(device))
+                model = factory()
+            tensors = itertools.chain(model.parameters(), model.buffers())
+            if any(t.device != device for t in tensors):  # Module.to costs more than a check
+                model = model.to(device)
+            models.append(model)
         self._init_from_models(models, seeds)
 
     @classmethod
@@ -115,11 +120,11 @@ class Population:
         self.batched = not _needs_loop(models[0])
         self.template = copy.deepcopy(models[0])  # rebuilds standalone models
         if self.batched:
-            params, buffers = stack_module_state(models)
-            self.params = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+            params, buffers = stack_module_state(models)  # new tensors: none shares memory
+            self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
             if len({(p.dtype, p.device) for p in self.params.values()}) == 1:
                 move_to_flat(list(self.params.values()))  # one kernel call steps them all
-            self.buffers = {n: b.detach().clone() for n, b in buffers.items()}
+            self.buffers = {n: b.detach() for n, b in buffers.items()}
             self.base = copy.deepcopy(models[0]).to("meta")
             self._plan = _sequential_plan(self.base)
         else:

@@ -297,6 +297,11 @@ def _diverge(hist: History, freezer: Freezer, k: int, epoch: int, reason: str) -
 
 def _finite_params(pop: Population) -> torch.Tensor:
     """(K,) bool on the CPU: whether all parameters of each model are finite."""
+    if pop.batched:  # each stacked parameter's models, not each model's parameters
+        finite = [
+            torch.isfinite(p.detach()).reshape(pop.size, -1).all(1) for p in pop.params.values()
+        ]
+        return torch.stack(finite).all(0).cpu()
     return torch.isfinite(pop.flat_params()).all(1).cpu()
 
 
