@@ -192,3 +192,34 @@ def test_step_records_of_a_diverged_model_are_nan_from_its_divergence_on():
     assert _is_nan([r[1] for r in hist.step_loss[first_nan:]])
     assert _is_nan([r[1] for r in hist.step_grad_norm[first_nan:]])
     assert all(math.isfinite(r[0]) for r in hist.step_loss)
+
+
+def test_freezer_keeps_each_models_last_finite_parameters():
+    """One copy for all while every active model is finite, a copy per model otherwise:
+    either way a model frozen with overflowed parameters gets back the ones it had when
+    last found finite, also after a checkpoint round trip of the freezer's state."""
+    from dlprobe.train.freezer import Freezer
+
+    pop = Population(lambda: MLP([1, 4, 1], "tanh"), [0, 1, 2])
+    freezer = Freezer(pop)
+    first = pop.flat_params()
+    freezer.remember_finite(torch.tensor([True, True, True]))  # one copy of all
+    with torch.no_grad():
+        for p in pop.params.values():
+            p.add_(1.0)
+    second = pop.flat_params()
+    freezer.remember_finite(torch.tensor([True, False, True]))  # model 1 not finite: per model
+    with torch.no_grad():
+        for p in pop.params.values():
+            p.fill_(math.inf)
+    restored = Freezer(pop)
+    restored.load(freezer.state())
+    for f in (freezer, restored):
+        for k in range(3):
+            f.freeze(k)
+        f.restore()  # puts every frozen model's kept parameters back
+        expected = torch.stack([second[0], first[1], second[2]])
+        assert torch.equal(pop.flat_params(), expected)
+        with torch.no_grad():
+            for p in pop.params.values():
+                p.fill_(math.inf)
