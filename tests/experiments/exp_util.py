@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,21 @@ import torch.nn.functional as F
 from dlprobe.cli import main
 from dlprobe.models import MLP, build_model
 from dlprobe.train.checkpoint import load_checkpoint_file
+
+PINS = Path(__file__).parent / "pins" / "smoke-summaries.json"
+
+
+def machine_key() -> str:
+    """What the pinned smoke numbers depend on besides the code: torch's version, the
+    vector instructions its CPU kernels use, and the processor. Some smoke numbers (a rank
+    correlation of eleven points, the largest rounding change of an output) move with the
+    rounding of another CPU's kernels, so pins hold for the machine they were made on."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else model
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {model}"
 
 
 def run_smoke(experiment_id: str, tmp_path: Path, *extra: str) -> Path:
