@@ -297,10 +297,8 @@ def _diverge(hist: History, freezer: Freezer, k: int, epoch: int, reason: str) -
 
 def _finite_params(pop: Population) -> torch.Tensor:
     """(K,) bool on the CPU: whether all parameters of each model are finite."""
-    if pop.batched:  # each stacked parameter's models, not each model's parameters
-        finite = [
-            torch.isfinite(p.detach()).reshape(pop.size, -1).all(1) for p in pop.params.values()
-        ]
+    if pop.batched and pop.params:  # per stacked parameter, not per model and parameter
+        finite = [torch.isfinite(p.detach()).flatten(1).all(1) for p in pop.params.values()]
         return torch.stack(finite).all(0).cpu()
     return torch.isfinite(pop.flat_params()).all(1).cpu()
 
