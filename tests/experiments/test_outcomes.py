@@ -139,6 +139,62 @@ def test_excluded_lines_name_each_left_out_run_and_count_the_table():
     assert all_in == "All 1 runs trained and met x; none is left out."
 
 
+def test_left_out_runs_differing_in_their_last_setting_share_one_name():
+    names = [
+        "CNN 1 conv (16 ch), seed 0",
+        "MLP, lr 0.01, noise 0",
+        "CNN 1 conv (16 ch), seed 1",
+        "MLP, lr 0.01, noise 0.1",
+        "MLP, lr 0.04, noise 0.1",  # another lr: its own name
+        "seed 1 (100 epochs, |g| 3e-02)",  # the last field's value is not a plain value
+        "seed 1 (100 epochs, |g| 4e-02)",
+        "depth 4 seed 0",  # no ", ": nothing to merge
+        "depth 4 seed 0",  # two runs of one name stay two
+    ]
+    assert outcomes.merged_names(names) == [
+        "CNN 1 conv (16 ch), seed 0/1",
+        "MLP, lr 0.01, noise 0/0.1",
+        "MLP, lr 0.04, noise 0.1",
+        "seed 1 (100 epochs, |g| 3e-02)",
+        "seed 1 (100 epochs, |g| 4e-02)",
+        "depth 4 seed 0",
+        "depth 4 seed 0",
+    ]
+    rows = [{"seed": s, "outcome": outcomes.NOT_CONVERGED} for s in (0, 1, 2)]
+    (line,) = outcomes.excluded_lines(rows, lambda r: f"MLP (40), seed {r['seed']}", "x")
+    assert line.endswith("3 trained but missed x (MLP (40), seed 0/1/2).")
+
+
+def test_merged_names_expand_back_to_exactly_the_names_given():
+    """Random subsets of a grid of settings: expanding every merged name into the product
+    of its "/"-joined values gives the names given, each once, and no other."""
+    import itertools
+    import random
+
+    grid = {"w": ["w8", "w32"], "lr": ["0.002", "0.008"], "wd": ["0", "3e-4"], "seed": "012"}
+    names = [
+        f"{w}, lr {lr}, wd {wd}, seed {seed}"
+        for w, lr, wd, seed in itertools.product(*grid.values())
+    ]
+    rng = random.Random(0)
+    for _ in range(200):
+        given = rng.sample(names, rng.randint(1, len(names)))
+        merged = outcomes.merged_names(given)
+        expanded = []
+        for name in merged:
+            fields = [f.rsplit(" ", 1) if " " in f else [f] for f in name.split(", ")]
+            choices = [
+                [f"{f[0]} {v}" for v in f[1].split("/")] if len(f) == 2 else f for f in fields
+            ]
+            expanded += [", ".join(c) for c in itertools.product(*choices)]
+        assert sorted(expanded) == sorted(given)
+        assert len(merged) <= len(given)
+    assert outcomes.merged_names(names) == [  # "w8" is no "key value" setting: kept apart
+        "w8, lr 0.002/0.008, wd 0/3e-4, seed 0/1/2",
+        "w32, lr 0.002/0.008, wd 0/3e-4, seed 0/1/2",
+    ]
+
+
 def test_bad_input_is_rejected_with_a_message():
     y = torch.zeros(5, 1)
     with pytest.raises(DlprobeError, match="constant targets"):

@@ -20,6 +20,7 @@ its ``train_loss`` and ``diverged``, so an outcome can be recomputed from saved 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -140,12 +141,48 @@ def excluded_lines(
         NOT_CONVERGED: f"trained but missed {target}",
     }
     parts = [
-        f"{len(rs)} {what[o]} ({'; '.join(name(r) for r in rs)})"
+        f"{len(rs)} {what[o]} ({'; '.join(merged_names([name(r) for r in rs]))})"
         for o in (COLLAPSED, DIVERGED, NOT_CONVERGED)
         if (rs := [r for r in out if r["outcome"] == o])
     ]
     return [
         f"Left out of the comparison, {len(out)} of {len(rows)} runs: " + ", ".join(parts) + "."
+    ]
+
+
+_SETTING = re.compile(r"([A-Za-z][\w .%-]*) ([\w.+%/-]+)")  # "lr 0.002", "seed 0/1"
+
+
+def merged_names(names: Sequence[str]) -> list[str]:
+    """``names`` (", "-separated settings) with those that differ in one setting only
+    written as one, its values joined by "/": "MLP, seed 0" and "MLP, seed 1" become
+    "MLP, seed 0/1", and "w8, wd 0, noise 0/0.1" with "w8, wd 0.01, noise 0/0.1" become
+    "w8, wd 0/0.01, noise 0/0.1" (every combination of the values is a name given). In
+    order of first appearance; a setting merges only if it reads "key value" without
+    brackets, and a name given twice stays twice."""
+    entries = [n.split(", ") for n in names]
+    while True:
+        width = max((len(e) for e in entries), default=0)
+        before = len(entries)
+        for j in reversed(range(width)):
+            entries = _merge_setting(entries, j)
+        if len(entries) == before:
+            return [", ".join(e) for e in entries]
+
+
+def _merge_setting(entries: list[list[str]], j: int) -> list[list[str]]:
+    """Entries equal but for their j-th setting (same key, different values) as one."""
+    groups: dict[tuple | int, list] = {}
+    for i, fields in enumerate(entries):
+        match = _SETTING.fullmatch(fields[j]) if j < len(fields) else None
+        sig = match and (tuple(fields[:j]), match[1], tuple(fields[j + 1 :]))
+        if not sig or match[2] in groups.get(sig, []):
+            groups[i] = [fields]  # kept as it is
+            continue
+        groups.setdefault(sig, []).append(match[2])
+    return [
+        [*key[0], f"{key[1]} {'/'.join(values)}", *key[2]] if isinstance(key, tuple) else values[0]
+        for key, values in groups.items()
     ]
 
 
