@@ -165,6 +165,11 @@ def test_left_out_runs_differing_in_their_last_setting_share_one_name():
     assert line.endswith("3 trained but missed x (MLP (40), seed 0/1/2).")
 
 
+def test_a_name_given_twice_is_never_merged_into_itself():
+    names = ["MLP, seed 0", "MLP, seed 1", "MLP, seed 1", "MLP, seed 2"]
+    assert outcomes.merged_names(names) == ["MLP, seed 0/1/2", "MLP, seed 1"]
+
+
 def test_merged_names_expand_back_to_exactly_the_names_given():
     """Random subsets of a grid of settings: expanding every merged name into the product
     of its "/"-joined values gives the names given, each once, and no other."""

@@ -55,7 +55,7 @@ def _loss_and_hits(
         return per_model_losses(loss_fn, out, y), None
     if loss_fn is F.cross_entropy and out.dim() == 3 and y.numel():
         low, high = y.aminmax()
-        if low >= 0 and high < out.shape[-1]:  # else torch's own errors (or ignore_index)
+        if bool((low >= 0) & (high < out.shape[-1])):  # else torch's errors or ignore_index
             top, predicted = out.max(-1)  # (K, b): NaN propagates and wins, as in argmax
             z = out - top.unsqueeze(-1)
             z_y = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)

@@ -176,7 +176,8 @@ def _merge_setting(entries: list[list[str]], j: int) -> list[list[str]]:
     for i, fields in enumerate(entries):
         match = _SETTING.fullmatch(fields[j]) if j < len(fields) else None
         sig = match and (tuple(fields[:j]), match[1], tuple(fields[j + 1 :]))
-        if not sig or match[2] in groups.get(sig, []):
+        held = {v for values in groups.get(sig, []) for v in values.split("/")}
+        if not sig or held & set(match[2].split("/")):  # a value twice: two runs, two names
             groups[i] = [fields]  # kept as it is
             continue
         groups.setdefault(sig, []).append(match[2])
